@@ -1,0 +1,205 @@
+//! The command line: one `clap` derive, `///` docs are the `--help` text, every flag has an
+//! `EARTHLY_WEBHOOK_...` environment fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{ClusterView, NoCluster};
+use crate::config::Config;
+use crate::review::Policy;
+use crate::server::{self, Limits, ServeOptions, TlsSource, tls::CertFiles};
+
+/// Kubernetes admission webhook that makes Earthly CI run correctly and safely.
+#[derive(Debug, Parser)]
+#[command(name = "earthly-webhook", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, global = true, env = "EARTHLY_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level or filter directives (`info`, `earthly_webhook=debug,warn`).
+    #[arg(
+        long,
+        global = true,
+        env = "EARTHLY_WEBHOOK_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for log pipelines.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTPS admission webhook server.
+    Serve(ServeArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 5s, 1m)"))
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS webhook listener.
+    #[arg(long, env = "EARTHLY_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate (chain) to serve; reloaded when the file changes. Without --tls-cert and
+    /// --tls-key a throwaway development certificate for localhost is generated.
+    #[arg(long, env = "EARTHLY_WEBHOOK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert; reloaded when the file changes.
+    #[arg(long, env = "EARTHLY_WEBHOOK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Policy file (YAML). Without it the defaults apply.
+    #[arg(long, env = "EARTHLY_WEBHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the plain-HTTP admin listener (/healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        env = "EARTHLY_WEBHOOK_ADMIN_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Where the development CA is written when no certificate is given
+    /// [default: <temp dir>/earthly-webhook/dev-ca.pem].
+    #[arg(long, env = "EARTHLY_WEBHOOK_DEV_CA_OUT")]
+    pub dev_ca_out: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "EARTHLY_WEBHOOK_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub tls_reload_interval: Duration,
+    /// Largest request body accepted, in bytes; larger ones get HTTP 413 unread.
+    #[arg(long, env = "EARTHLY_WEBHOOK_MAX_BODY_BYTES", default_value_t = Limits::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Time a client has for the TLS handshake and for sending request headers.
+    #[arg(long, env = "EARTHLY_WEBHOOK_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+    /// Time one request may take; keep it below the webhooks' timeoutSeconds.
+    #[arg(long, env = "EARTHLY_WEBHOOK_REQUEST_TIMEOUT", default_value = "4s", value_parser = duration)]
+    pub request_timeout: Duration,
+    /// Connections served at once.
+    #[arg(long, env = "EARTHLY_WEBHOOK_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    pub max_connections: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "EARTHLY_WEBHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+/// Loads the policy file, or the defaults when none is given.
+pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
+    let config = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    Ok(Policy::new(config)?)
+}
+
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("--log-level {level:?} is not a valid filter"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let policy = load_policy(args.config.as_deref())?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            files: CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            reload_interval: args.tls_reload_interval,
+        },
+        _ => TlsSource::Development {
+            ca_out: args.dev_ca_out.clone().unwrap_or_else(|| {
+                std::env::temp_dir()
+                    .join("earthly-webhook")
+                    .join("dev-ca.pem")
+            }),
+        },
+    };
+    let cluster: Arc<dyn ClusterView> = Arc::new(NoCluster);
+    let shutdown = CancellationToken::new();
+    let opts = ServeOptions {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        tls,
+        policy,
+        cluster,
+        limits: args.limits(),
+        shutdown_grace: args.shutdown_grace,
+    };
+    let (_bound, handle) = server::start(opts, shutdown.clone()).await?;
+    server::shutdown_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    handle.await.context("server task failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // kube's client and our server both use rustls; pick the provider once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Err(error) = init_logging(cli.log_format, &cli.log_level) {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "exiting");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

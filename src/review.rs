@@ -1,0 +1,467 @@
+//! AdmissionReview in, AdmissionReview out: decodes the request, runs detection, mutation and
+//! validation, and applies the policy mode. Shared by the HTTPS server and the `check` command so
+//! both give the same answer.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::cluster::ClusterView;
+use crate::config::{Config, Mode};
+use crate::detect::Detector;
+use crate::mutate::{self, Rule};
+use crate::validate::{self, Findings, Violation};
+
+/// The only AdmissionReview version the webhook speaks (the chart registers just `v1`).
+pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
+const ADMISSION_KIND: &str = "AdmissionReview";
+
+/// The compiled policy: config plus what is derived from it once at start-up.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    config: Config,
+    detector: Detector,
+}
+
+impl Policy {
+    /// Compiles a validated config. Fails only on image patterns, which
+    /// [`Config::from_yaml`] has already checked.
+    pub fn new(config: Config) -> Result<Self, globset::Error> {
+        let detector = Detector::new(&config.detection)?;
+        Ok(Self { config, detector })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+}
+
+/// What the caller asks for: the endpoint's action and, when the path names one, the mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub action: Action,
+    pub mode: Option<Mode>,
+}
+
+/// The two webhook endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Mutate,
+    Validate,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Mutate => "mutate",
+            Action::Validate => "validate",
+        }
+    }
+}
+
+/// How a review ended, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Allowed,
+    Mutated,
+    Denied,
+    /// The object could not be read.
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Mutated => "mutated",
+            Verdict::Denied => "denied",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// What happened, in fields for logs, metrics and the `check` report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub uid: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub operation: &'static str,
+    pub dry_run: bool,
+    pub verdict: Verdict,
+    /// Patch operations per mutation rule.
+    pub patch_operations: Vec<(Rule, usize)>,
+    /// Violations the mode let through (warn) or recorded (audit).
+    pub violations: Vec<Violation>,
+}
+
+/// A finished review: the answer to send, and its summary.
+#[derive(Debug, Clone)]
+pub struct Reviewed {
+    pub review: AdmissionReview<DynamicObject>,
+    pub summary: Summary,
+}
+
+impl Reviewed {
+    /// The response inside the review.
+    pub fn response(&self) -> &AdmissionResponse {
+        // `finish` always sets it.
+        self.review
+            .response
+            .as_ref()
+            .expect("a Reviewed always holds a response")
+    }
+}
+
+/// A body that is not an AdmissionReview at all: answered with HTTP 400, since there is no uid
+/// to answer to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body is empty; expected an {ADMISSION_API_VERSION} AdmissionReview")]
+    Empty,
+    #[error("request body is not JSON: {0}")]
+    NotJson(String),
+    #[error(
+        "request body is not an {ADMISSION_API_VERSION} AdmissionReview (found apiVersion {api_version:?}, kind {kind:?})"
+    )]
+    NotAReview { api_version: String, kind: String },
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// Just enough of a review to tell "not a review" from "a review we cannot read".
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    request: Option<EnvelopeRequest>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeRequest {
+    #[serde(default)]
+    uid: Option<Value>,
+}
+
+fn operation_str(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// Decodes and reviews one request body.
+pub async fn review_body(
+    policy: &Policy,
+    cluster: &dyn ClusterView,
+    route: Route,
+    body: &[u8],
+) -> Result<Reviewed, BodyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BodyError::Empty);
+    }
+    let parsed: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(error) => return unreadable_review(body, &error),
+    };
+    check_envelope(&parsed.types.api_version, &parsed.types.kind)?;
+    let request: AdmissionRequest<DynamicObject> =
+        parsed.try_into().map_err(|_| BodyError::NoRequest)?;
+    Ok(review(policy, cluster, route, &request).await)
+}
+
+fn check_envelope(api_version: &str, kind: &str) -> Result<(), BodyError> {
+    if api_version == ADMISSION_API_VERSION && kind == ADMISSION_KIND {
+        Ok(())
+    } else {
+        Err(BodyError::NotAReview {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+        })
+    }
+}
+
+/// A body that failed to decode: a 400 unless it is a review with a uid to answer to.
+fn unreadable_review(body: &[u8], error: &serde_json::Error) -> Result<Reviewed, BodyError> {
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) => return Err(BodyError::NotJson(e.to_string())),
+    };
+    check_envelope(&envelope.api_version, &envelope.kind)?;
+    let uid = match envelope.request.and_then(|r| r.uid) {
+        Some(Value::String(uid)) if !uid.is_empty() => uid,
+        _ => return Err(BodyError::NoRequest),
+    };
+    let mut response = AdmissionResponse::invalid(format!("cannot read AdmissionReview: {error}"));
+    response.uid = uid.clone();
+    Ok(Reviewed {
+        review: response.into_review(),
+        summary: Summary {
+            uid,
+            kind: String::new(),
+            namespace: None,
+            name: String::new(),
+            operation: "",
+            dry_run: false,
+            verdict: Verdict::Error,
+            patch_operations: Vec::new(),
+            violations: Vec::new(),
+        },
+    })
+}
+
+/// Reviews a decoded request.
+pub async fn review(
+    policy: &Policy,
+    cluster: &dyn ClusterView,
+    route: Route,
+    request: &AdmissionRequest<DynamicObject>,
+) -> Reviewed {
+    let mode = route.mode.unwrap_or(policy.config.policy.default_mode);
+    let mut ctx = Ctx {
+        response: AdmissionResponse::from(request),
+        summary: Summary {
+            uid: request.uid.clone(),
+            kind: request.kind.kind.clone(),
+            namespace: request.namespace.clone(),
+            name: request.name.clone(),
+            operation: operation_str(&request.operation),
+            dry_run: request.dry_run,
+            verdict: Verdict::Allowed,
+            patch_operations: Vec::new(),
+            violations: Vec::new(),
+        },
+        warnings: Vec::new(),
+    };
+    let kind = (request.kind.group.as_str(), request.kind.kind.as_str());
+    let outcome = match (route.action, kind, request.sub_resource.as_deref()) {
+        (Action::Mutate, ("", "Pod"), None) if request.operation == Operation::Create => {
+            mutate_pod(policy, request, &mut ctx)
+        }
+        (Action::Validate, ("", "Pod"), None)
+            if matches!(request.operation, Operation::Create | Operation::Update) =>
+        {
+            validate_pod(policy, request, &mut ctx)
+        }
+        _ => Ok(Findings::default()),
+    };
+    let _ = cluster;
+    match outcome {
+        Ok(findings) => ctx.apply(findings, mode),
+        Err(message) => ctx.fail(message),
+    }
+    ctx.finish()
+}
+
+/// The answer being built.
+struct Ctx {
+    response: AdmissionResponse,
+    summary: Summary,
+    warnings: Vec<String>,
+}
+
+impl Ctx {
+    /// Applies findings according to the mode.
+    fn apply(&mut self, findings: Findings, mode: Mode) {
+        self.warnings.extend(findings.warnings);
+        if findings.violations.is_empty() {
+            return;
+        }
+        match mode {
+            Mode::Enforce => {
+                let message = findings
+                    .violations
+                    .iter()
+                    .map(|v| v.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                self.deny(message);
+            }
+            Mode::Warn => {
+                self.warnings
+                    .extend(findings.violations.iter().map(|v| v.message.clone()));
+                self.summary.violations = findings.violations;
+            }
+            Mode::Audit => {
+                for v in &findings.violations {
+                    self.response
+                        .audit_annotations
+                        .insert(v.rule.to_owned(), v.message.clone());
+                }
+                self.summary.violations = findings.violations;
+            }
+        }
+    }
+
+    fn deny(&mut self, message: String) {
+        // A denial drops the patch: nothing is created, so nothing is mutated.
+        let mut denied = AdmissionResponse::from_parts_of(&self.response).deny(message);
+        denied.result.code = 403;
+        denied.result.reason = "Forbidden".to_owned();
+        self.response = denied;
+        self.summary.verdict = Verdict::Denied;
+        self.summary.patch_operations.clear();
+    }
+
+    /// The object could not be read: refuse it, saying what is wrong.
+    fn fail(&mut self, message: String) {
+        let mut failed = AdmissionResponse::from_parts_of(&self.response).deny(message);
+        failed.result.code = 400;
+        failed.result.reason = "BadRequest".to_owned();
+        self.response = failed;
+        self.summary.verdict = Verdict::Error;
+        self.summary.patch_operations.clear();
+    }
+
+    fn finish(mut self) -> Reviewed {
+        if !self.warnings.is_empty() {
+            self.response.warnings = Some(self.warnings);
+        }
+        Reviewed {
+            review: self.response.into_review(),
+            summary: self.summary,
+        }
+    }
+}
+
+trait FromPartsOf {
+    /// A fresh response with the same uid and types as `other`, allowed, without patch.
+    fn from_parts_of(other: &AdmissionResponse) -> AdmissionResponse;
+}
+
+impl FromPartsOf for AdmissionResponse {
+    fn from_parts_of(other: &AdmissionResponse) -> AdmissionResponse {
+        let mut fresh = AdmissionResponse::invalid("");
+        fresh.types = other.types.clone();
+        fresh.uid = other.uid.clone();
+        fresh.allowed = true;
+        fresh.result = Default::default();
+        fresh.audit_annotations = other.audit_annotations.clone();
+        fresh
+    }
+}
+
+/// A pod from the request, decoded into typed metadata and spec; errors name the field.
+pub(crate) struct PodParts<'a> {
+    pub meta: &'a ObjectMeta,
+    pub spec: PodSpec,
+}
+
+/// The object the request carries, or a message saying it is missing.
+fn object(request: &AdmissionRequest<DynamicObject>) -> Result<&DynamicObject, String> {
+    request.object.as_ref().ok_or_else(|| {
+        format!(
+            "{} {}: the AdmissionReview request has no object",
+            request.kind.kind, request.name
+        )
+    })
+}
+
+/// Decodes `field` of an object's data into `T`, naming the exact path that is wrong.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    data: &Value,
+    field: &str,
+    object: &str,
+) -> Result<T, String> {
+    let value = data
+        .get(field)
+        .ok_or_else(|| format!("cannot read {object}: {field} is missing"))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            field.to_owned()
+        } else {
+            format!("{field}.{path}")
+        };
+        format!("cannot read {object}: {at}: {}", e.inner())
+    })
+}
+
+fn pod_parts<'a>(
+    request: &'a AdmissionRequest<DynamicObject>,
+) -> Result<(String, PodParts<'a>), String> {
+    let obj = object(request)?;
+    let name = validate::object_ref("Pod", request.namespace.as_deref(), &obj.metadata);
+    let spec = decode(&obj.data, "spec", &name)?;
+    Ok((
+        name,
+        PodParts {
+            meta: &obj.metadata,
+            spec,
+        },
+    ))
+}
+
+fn detection_violation(object: &str, error: crate::detect::DetectError) -> Findings {
+    Findings {
+        violations: vec![Violation {
+            rule: "role-annotation",
+            message: format!("{object}: {error}"),
+        }],
+        warnings: Vec::new(),
+    }
+}
+
+fn mutate_pod(
+    policy: &Policy,
+    request: &AdmissionRequest<DynamicObject>,
+    ctx: &mut Ctx,
+) -> Result<Findings, String> {
+    let (name, pod) = pod_parts(request)?;
+    let found = match policy
+        .detector
+        .classify(pod.meta.annotations.as_ref(), &pod.spec)
+    {
+        Ok(f) => f,
+        Err(e) => return Ok(detection_violation(&name, e)),
+    };
+    let m = mutate::mutate(&pod.spec, "/spec", &found, &policy.config.mutation);
+    if m.is_empty() {
+        return Ok(Findings::default());
+    }
+    let mut per_rule: BTreeMap<Rule, usize> = BTreeMap::new();
+    for c in &m.changes {
+        *per_rule.entry(c.rule).or_default() += c.operations;
+        ctx.warnings.push(c.message.clone());
+    }
+    ctx.response = ctx
+        .response
+        .clone()
+        .with_patch(m.patch)
+        .map_err(|e| format!("cannot encode the patch for {name}: {e}"))?;
+    ctx.summary.verdict = Verdict::Mutated;
+    ctx.summary.patch_operations = per_rule.into_iter().collect();
+    Ok(Findings::default())
+}
+
+fn validate_pod(
+    policy: &Policy,
+    request: &AdmissionRequest<DynamicObject>,
+    _ctx: &mut Ctx,
+) -> Result<Findings, String> {
+    let (name, pod) = pod_parts(request)?;
+    let found = match policy
+        .detector
+        .classify(pod.meta.annotations.as_ref(), &pod.spec)
+    {
+        Ok(f) => f,
+        Err(e) => return Ok(detection_violation(&name, e)),
+    };
+    Ok(validate::pod::check(&name, "spec", &pod.spec, &found))
+}

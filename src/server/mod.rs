@@ -1,0 +1,388 @@
+//! The HTTPS webhook server and the plain-HTTP admin server around the review module.
+
+pub mod admin;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::cluster::ClusterView;
+use crate::config::Mode;
+use crate::review::{self, Action, Policy, Route};
+
+/// Every path the webhook serves (the chart's webhook configurations must use these).
+pub const WEBHOOK_PATHS: &[&str] = &[
+    "/mutate",
+    "/mutate/enforce",
+    "/mutate/warn",
+    "/mutate/audit",
+    "/validate",
+    "/validate/enforce",
+    "/validate/warn",
+    "/validate/audit",
+];
+
+/// What the webhook handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub policy: Arc<Policy>,
+    pub cluster: Arc<dyn ClusterView>,
+}
+
+/// Transport limits. Each protects the apiserver's call path from a slow or hostile peer.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted; larger ones get 413 before they are read.
+    pub max_body_bytes: usize,
+    /// Time a client has to finish the TLS handshake and send request headers.
+    pub header_read_timeout: Duration,
+    /// Time one request may take, kept below the webhook's `timeoutSeconds` so the apiserver
+    /// gets an answer rather than a timeout.
+    pub request_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            // The apiserver caps a request at 3 MiB (etcd's 1.5 MiB object limit, twice for
+            // object and oldObject).
+            max_body_bytes: 3 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(4),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// The webhook application, without transport: tests drive it with `tower::ServiceExt`.
+pub fn router(state: AppState, limits: &Limits) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/mutate/{mode}", post(mutate_with_mode))
+        .route("/validate", post(validate))
+        .route("/validate/{mode}", post(validate_with_mode))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .with_state(state)
+}
+
+async fn mutate(State(s): State<AppState>, body: Bytes) -> Response {
+    handle(&s, Action::Mutate, None, &body).await
+}
+
+async fn validate(State(s): State<AppState>, body: Bytes) -> Response {
+    handle(&s, Action::Validate, None, &body).await
+}
+
+async fn mutate_with_mode(
+    State(s): State<AppState>,
+    Path(mode): Path<String>,
+    body: Bytes,
+) -> Response {
+    handle(&s, Action::Mutate, Some(mode), &body).await
+}
+
+async fn validate_with_mode(
+    State(s): State<AppState>,
+    Path(mode): Path<String>,
+    body: Bytes,
+) -> Response {
+    handle(&s, Action::Validate, Some(mode), &body).await
+}
+
+async fn handle(s: &AppState, action: Action, mode: Option<String>, body: &[u8]) -> Response {
+    let mode = match mode.as_deref().map(|m| (m, Mode::parse(m))) {
+        None => None,
+        Some((_, Some(mode))) => Some(mode),
+        Some((m, None)) => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("unknown policy mode {m:?}; use enforce, warn or audit\n"),
+            )
+                .into_response();
+        }
+    };
+    let started = Instant::now();
+    match review::review_body(&s.policy, s.cluster.as_ref(), Route { action, mode }, body).await {
+        Ok(reviewed) => {
+            let sum = &reviewed.summary;
+            tracing::info!(
+                uid = %sum.uid,
+                namespace = sum.namespace.as_deref().unwrap_or(""),
+                name = %sum.name,
+                kind = %sum.kind,
+                operation = sum.operation,
+                endpoint = action.as_str(),
+                verdict = sum.verdict.as_str(),
+                dry_run = sum.dry_run,
+                duration_us = started.elapsed().as_micros() as u64,
+                "reviewed"
+            );
+            match serde_json::to_vec(&reviewed.review) {
+                Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+                Err(error) => {
+                    tracing::error!(%error, "cannot encode AdmissionReview");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "cannot encode AdmissionReview\n",
+                    )
+                        .into_response()
+                }
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, endpoint = action.as_str(), "bad request body");
+            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+        }
+    }
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` fires, then lets in-flight requests
+/// finish for up to `grace`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let service = TowerToHyperService::new(app);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // Without TCP_NODELAY small HTTP/2 frames wait for delayed ACKs (~40 ms per round trip).
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        let service = service.clone();
+        let watcher = graceful.watcher();
+        let handshake_timeout = limits.header_read_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, %peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(conn).await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown deadline reached; closing open connections"),
+    }
+}
+
+/// Resolves when SIGTERM or ctrl-c arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files, reloaded when they change.
+    Files {
+        files: tls::CertFiles,
+        reload_interval: Duration,
+    },
+    /// A throwaway CA and a `localhost` certificate; the CA is written to `ca_out`.
+    Development { ca_out: PathBuf },
+}
+
+/// Everything `serve` needs.
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub tls: TlsSource,
+    pub policy: Policy,
+    pub cluster: Arc<dyn ClusterView>,
+    pub limits: Limits,
+    pub shutdown_grace: Duration,
+}
+
+/// Addresses the servers actually bound (port 0 resolved), for tests and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub webhook: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Binds both listeners and returns the running server; it stops when `shutdown` fires.
+pub async fn start(
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Bound, tokio::task::JoinHandle<()>)> {
+    let health = admin::Health::default();
+    let (store, reload) = match &opts.tls {
+        TlsSource::Files {
+            files,
+            reload_interval,
+        } => {
+            let key = files.load().context("loading the TLS certificate")?;
+            (
+                tls::CertStore::new(key),
+                Some((files.clone(), *reload_interval)),
+            )
+        }
+        TlsSource::Development { ca_out } => {
+            let names = ["localhost", "127.0.0.1", "::1"].map(str::to_owned);
+            let g = crate::certs::generate("earthly-webhook development CA", &names, 30)?;
+            if let Some(dir) = ca_out.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(ca_out, &g.ca_pem)
+                .with_context(|| format!("writing the development CA to {}", ca_out.display()))?;
+            let key = tls::certified_key(
+                g.cert_pem.as_bytes(),
+                g.key_pem.as_bytes(),
+                "generated certificate",
+                "generated key",
+            )?;
+            tracing::warn!(
+                ca = %ca_out.display(),
+                "DEVELOPMENT ONLY: serving a throwaway certificate for localhost; pass --tls-cert and --tls-key in a cluster"
+            );
+            println!("development CA written to {}", ca_out.display());
+            (tls::CertStore::new(key), None)
+        }
+    };
+    let tls_config = Arc::new(tls::server_config(store.clone())?);
+
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding the webhook listener on {}", opts.listen))?;
+    let admin_listener = TcpListener::bind(opts.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener on {}", opts.admin_listen))?;
+    let bound = Bound {
+        webhook: listener.local_addr()?,
+        admin: admin_listener.local_addr()?,
+    };
+
+    let state = AppState {
+        policy: Arc::new(opts.policy),
+        cluster: opts.cluster,
+    };
+    let app = router(state, &opts.limits);
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some((files, interval)) = reload {
+        tasks.spawn(tls::watch(
+            files,
+            store.clone(),
+            interval,
+            shutdown.clone(),
+            |_| {},
+        ));
+    }
+    tasks.spawn(admin::serve(
+        admin_listener,
+        health.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(serve_tls(
+        listener,
+        tls_config,
+        app,
+        opts.limits,
+        shutdown.clone(),
+        opts.shutdown_grace,
+    ));
+    // Ready only now: config loaded, certificate loaded, listener bound.
+    health.set_ready(true);
+    tracing::info!(webhook = %bound.webhook, admin = %bound.admin, "serving");
+    let handle = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        health.set_ready(false);
+        while tasks.join_next().await.is_some() {}
+    });
+    Ok((bound, handle))
+}

@@ -1,0 +1,49 @@
+//! Validation rules, one file per resource family. Each rule is a pure function from objects
+//! (and, where a rule needs the cluster, already looked-up facts) to [`Findings`]; the review
+//! module turns findings into an answer according to the namespace's policy mode.
+
+pub mod pod;
+
+/// A broken rule: denied in `enforce` mode, a warning in `warn`, an audit annotation in `audit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Short machine name, used as the audit annotation key and a metrics label.
+    pub rule: &'static str,
+    /// The full message: what was found, and the ways out.
+    pub message: String,
+}
+
+/// What validation found about one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Rules the object breaks.
+    pub violations: Vec<Violation>,
+    /// Footguns worth telling the user about, whatever the mode.
+    pub warnings: Vec<String>,
+}
+
+impl Findings {
+    /// Adds everything another set of findings holds.
+    pub fn extend(&mut self, other: Findings) {
+        self.violations.extend(other.violations);
+        self.warnings.extend(other.warnings);
+    }
+}
+
+/// How messages name an object: `Kind namespace/name`, with `generateName` + `*` for objects
+/// the apiserver has not named yet.
+pub fn object_ref(
+    kind: &str,
+    namespace: Option<&str>,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> String {
+    let name = match (&meta.name, &meta.generate_name) {
+        (Some(n), _) if !n.is_empty() => n.clone(),
+        (_, Some(g)) if !g.is_empty() => format!("{g}*"),
+        _ => "(unnamed)".to_owned(),
+    };
+    match namespace.or(meta.namespace.as_deref()) {
+        Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{name}"),
+        _ => format!("{kind} {name}"),
+    }
+}
