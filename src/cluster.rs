@@ -1,12 +1,14 @@
 //! Facts some rules need from the cluster, behind a small trait so the rules stay pure and the
-//! review can be driven by the real API (server), by other objects of the same input (`check`),
-//! or by an in-memory view (tests).
+//! review can be driven by the real API (server), by the other objects of the same input
+//! (`check`), or by an in-memory view (tests).
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-/// Why a lookup gave no answer. The message is shown to the user, after "lookup failed: ".
+/// Why a lookup gave no answer. The message is shown to users after "lookup failed: ".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
     /// No API is configured (for example `serve` on a laptop with no kubeconfig).
@@ -18,9 +20,57 @@ pub enum LookupError {
     /// The API answered with an error.
     #[error("{0}")]
     Api(String),
+    /// Offline (`check`): the answer would need the cluster; the text says what is missing.
+    #[error("{0}")]
+    Unknown(String),
 }
 
-/// Read-only lookups against the cluster, each scoped to what one request needs.
+/// Workload kinds whose pod template the rules inspect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    ReplicaSet,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The kind as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+        }
+    }
+
+    /// Parses a kind name (`Deployment`), as found in `scaleTargetRef.kind`.
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "Deployment" => Some(WorkloadKind::Deployment),
+            "StatefulSet" => Some(WorkloadKind::StatefulSet),
+            "ReplicaSet" => Some(WorkloadKind::ReplicaSet),
+            "DaemonSet" => Some(WorkloadKind::DaemonSet),
+            _ => None,
+        }
+    }
+}
+
+/// The parts of a workload the rules need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    /// `spec.replicas` (absent means 1; always absent for a DaemonSet).
+    pub replicas: Option<i32>,
+    pub selector: Option<LabelSelector>,
+    pub template: PodTemplateSpec,
+}
+
+/// Read-only lookups, each scoped to what one request needs: single objects by name, or lists
+/// within one namespace. Never cluster-wide.
 #[async_trait]
 pub trait ClusterView: Send + Sync {
     /// The labels of a namespace; `Ok(None)` when it does not exist.
@@ -28,6 +78,24 @@ pub trait ClusterView: Send + Sync {
         &self,
         namespace: &str,
     ) -> Result<Option<BTreeMap<String, String>>, LookupError>;
+
+    /// A workload by kind and name; `Ok(None)` when it does not exist.
+    async fn workload(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Workload>, LookupError>;
+
+    /// The Services of a namespace.
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError>;
+
+    /// The pods of a namespace whose labels include every `selector` pair.
+    async fn pods(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Vec<Pod>, LookupError>;
 }
 
 /// A view with no cluster behind it: every lookup is [`LookupError::Unavailable`].
@@ -38,8 +106,175 @@ pub struct NoCluster;
 impl ClusterView for NoCluster {
     async fn namespace_labels(
         &self,
-        _namespace: &str,
+        _: &str,
     ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
         Err(LookupError::Unavailable)
+    }
+
+    async fn workload(
+        &self,
+        _: WorkloadKind,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<Workload>, LookupError> {
+        Err(LookupError::Unavailable)
+    }
+
+    async fn services(&self, _: &str) -> Result<Vec<Service>, LookupError> {
+        Err(LookupError::Unavailable)
+    }
+
+    async fn pods(&self, _: &str, _: &BTreeMap<String, String>) -> Result<Vec<Pod>, LookupError> {
+        Err(LookupError::Unavailable)
+    }
+}
+
+/// Whether `labels` include every pair of `selector` (a Service's equality selector).
+pub fn selector_matches(
+    selector: &BTreeMap<String, String>,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
+    // An empty Service selector selects nothing (its endpoints are managed by hand).
+    !selector.is_empty()
+        && labels.is_some_and(|l| selector.iter().all(|(k, v)| l.get(k) == Some(v)))
+}
+
+/// An in-memory cluster: the unit tests' fake API and the `check` command's view of its input.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryCluster {
+    /// Namespace name -> labels.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    pub workloads: Vec<Workload>,
+    pub services: Vec<Service>,
+    pub pods: Vec<Pod>,
+    /// When set, an object that is not here is unknown rather than absent: lookups that miss
+    /// answer [`LookupError::Unknown`] (`check` knows only its input, not the cluster).
+    pub partial: bool,
+}
+
+impl MemoryCluster {
+    fn missing<T>(&self, what: String, absent: T) -> Result<T, LookupError> {
+        if self.partial {
+            Err(LookupError::Unknown(format!(
+                "{what} is not in the input; the cluster would have to be asked"
+            )))
+        } else {
+            Ok(absent)
+        }
+    }
+}
+
+#[async_trait]
+impl ClusterView for MemoryCluster {
+    async fn namespace_labels(
+        &self,
+        namespace: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
+        match self.namespaces.get(namespace) {
+            Some(l) => Ok(Some(l.clone())),
+            None => self.missing(format!("Namespace {namespace}"), None),
+        }
+    }
+
+    async fn workload(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Workload>, LookupError> {
+        match self
+            .workloads
+            .iter()
+            .find(|w| w.kind == kind && w.namespace == namespace && w.name == name)
+        {
+            Some(w) => Ok(Some(w.clone())),
+            None => self.missing(format!("{} {namespace}/{name}", kind.as_str()), None),
+        }
+    }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError> {
+        Ok(self
+            .services
+            .iter()
+            .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+            .cloned()
+            .collect())
+    }
+
+    async fn pods(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Vec<Pod>, LookupError> {
+        Ok(self
+            .pods
+            .iter()
+            .filter(|p| {
+                p.metadata.namespace.as_deref() == Some(namespace)
+                    && selector_matches(selector, p.metadata.labels.as_ref())
+            })
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn selector_needs_every_pair() {
+        let sel = labels(&[("app", "earthly"), ("component", "buildkitd")]);
+        assert!(selector_matches(
+            &sel,
+            Some(&labels(&[
+                ("app", "earthly"),
+                ("component", "buildkitd"),
+                ("x", "y")
+            ]))
+        ));
+        assert!(!selector_matches(
+            &sel,
+            Some(&labels(&[("app", "earthly")]))
+        ));
+        assert!(!selector_matches(&sel, None));
+    }
+
+    #[test]
+    fn empty_selector_selects_nothing() {
+        assert!(!selector_matches(
+            &BTreeMap::new(),
+            Some(&labels(&[("a", "b")]))
+        ));
+    }
+
+    #[tokio::test]
+    async fn partial_memory_cluster_says_what_it_does_not_know() {
+        let c = MemoryCluster {
+            partial: true,
+            ..Default::default()
+        };
+        let err = c
+            .workload(WorkloadKind::Deployment, "ci", "bk")
+            .await
+            .expect_err("unknown");
+        assert_eq!(
+            err.to_string(),
+            "Deployment ci/bk is not in the input; the cluster would have to be asked"
+        );
+        let complete = MemoryCluster::default();
+        assert_eq!(
+            complete
+                .workload(WorkloadKind::Deployment, "ci", "bk")
+                .await,
+            Ok(None)
+        );
     }
 }

@@ -143,7 +143,7 @@ async fn handle(s: &AppState, action: Action, mode: Option<String>, body: &[u8])
                 duration_us = started.elapsed().as_micros() as u64,
                 "reviewed"
             );
-            match serde_json::to_vec(&reviewed.review) {
+            match reviewed.to_json() {
                 Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
                 Err(error) => {
                     tracing::error!(%error, "cannot encode AdmissionReview");
