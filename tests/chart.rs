@@ -1,0 +1,414 @@
+//! The Helm chart against the server it installs: every rendered config file is accepted by the
+//! server's own parser, every webhook path the chart registers is one the server serves, and the
+//! Service, probes and flags point at the ports the server listens on.
+//!
+//! The chart is rendered with `helm template` for each `charts/earthly-webhook/ci/*-values.yaml`
+//! (helm from `$HELM`, else `.tools/bin/helm` as installed by `scripts/install-tools.sh`). Without
+//! helm the renders that `scripts/check-chart.sh` left in `target/chart-renders/` are used; with
+//! neither, the tests are skipped, except under `CI`, where that is a failure.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use clap::Parser as _;
+use earthly_webhook::cli::{Cli, Command as CliCommand, ServeArgs};
+use earthly_webhook::config::Config;
+use earthly_webhook::server::WEBHOOK_PATHS;
+use serde::Deserialize as _;
+use serde_json::Value;
+
+/// Kubernetes versions the chart is rendered for: its minimum and a current one (matchConditions
+/// and other newer fields only appear on the latter).
+const KUBE_VERSIONS: &[&str] = &["1.25.0", "1.35.0"];
+const NAMESPACE: &str = "earthly-system";
+
+/// One rendered scenario: its name and its objects.
+struct Render {
+    name: String,
+    objects: Vec<Value>,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart_dir() -> PathBuf {
+    repo().join("charts/earthly-webhook")
+}
+
+fn find_helm() -> Option<PathBuf> {
+    let candidates = std::env::var_os("HELM")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([repo().join(".tools/bin/helm")]);
+    candidates.into_iter().find(|helm| {
+        Command::new(helm)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn parse_documents(text: &str, origin: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{origin}: not YAML: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn render_with_helm(helm: &Path) -> Vec<Render> {
+    let mut values: Vec<PathBuf> = std::fs::read_dir(chart_dir().join("ci"))
+        .expect("charts/earthly-webhook/ci exists")
+        .map(|e| e.expect("readable ci/ entry").path())
+        .filter(|p| p.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    values.sort();
+    assert!(!values.is_empty(), "no ci/*-values.yaml scenarios");
+    let mut renders = Vec::new();
+    for version in KUBE_VERSIONS {
+        for file in &values {
+            let scenario = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix("-values.yaml"))
+                .expect("scenario name");
+            let name = format!("{scenario}.k8s-{version}");
+            let out = Command::new(helm)
+                .args(["template", "earthly-webhook"])
+                .arg(chart_dir())
+                .args(["--namespace", NAMESPACE, "--kube-version", version, "-f"])
+                .arg(file)
+                .output()
+                .expect("helm runs");
+            assert!(
+                out.status.success(),
+                "helm template failed for {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).expect("helm prints UTF-8");
+            renders.push(Render {
+                objects: parse_documents(&text, &name),
+                name,
+            });
+        }
+    }
+    renders
+}
+
+fn read_prerendered() -> Vec<Render> {
+    let dir = repo().join("target/chart-renders");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            Render {
+                objects: parse_documents(&text, &name),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// The renders, made once for all tests; `None` when there is no way to render (tests skip).
+fn renders() -> Option<&'static [Render]> {
+    static RENDERS: OnceLock<Vec<Render>> = OnceLock::new();
+    let renders = RENDERS.get_or_init(|| {
+        if let Some(helm) = find_helm() {
+            return render_with_helm(&helm);
+        }
+        let pre = read_prerendered();
+        if pre.is_empty() && std::env::var_os("CI").is_some() {
+            panic!(
+                "helm not found (set HELM or run scripts/install-tools.sh) and no renders in \
+                 target/chart-renders (scripts/check-chart.sh writes them): the chart cannot be \
+                 checked against the server"
+            );
+        }
+        pre
+    });
+    if renders.is_empty() {
+        eprintln!(
+            "skipped: no helm (HELM or .tools/bin/helm; see scripts/install-tools.sh) and no \
+             renders in target/chart-renders"
+        );
+        return None;
+    }
+    Some(renders)
+}
+
+fn objects_of<'a>(render: &'a Render, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    render.objects.iter().filter(move |o| o["kind"] == kind)
+}
+
+fn the<'a>(render: &'a Render, kind: &'a str) -> &'a Value {
+    let found: Vec<&Value> = objects_of(render, kind).collect();
+    assert_eq!(found.len(), 1, "{}: expected one {kind}", render.name);
+    found[0]
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {v}"))
+}
+
+/// The webhook container of the render's Deployment.
+fn container(render: &Render) -> &Value {
+    let deployment = the(render, "Deployment");
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "{}: one container", render.name);
+    &containers[0]
+}
+
+/// The number of the container port with this name.
+fn container_port(render: &Render, name: &str) -> u16 {
+    let ports = container(render)["ports"].as_array().expect("ports");
+    let port = ports
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{}: no container port named {name}", render.name));
+    port["containerPort"]
+        .as_u64()
+        .and_then(|n| u16::try_from(n).ok())
+        .expect("containerPort is a port number")
+}
+
+/// A port reference (number or container port name) resolved to a number.
+fn resolve_port(render: &Render, port: &Value) -> u16 {
+    match port {
+        Value::String(name) => container_port(render, name),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .expect("a port number"),
+        other => panic!("{}: not a port: {other}", render.name),
+    }
+}
+
+/// `earthly-webhook serve` parsed from these arguments by the server's own CLI.
+fn parse_serve(args: &[&str]) -> ServeArgs {
+    let cli = Cli::try_parse_from(std::iter::once("earthly-webhook").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("the server's CLI refuses {args:?}: {e}"));
+    #[allow(irrefutable_let_patterns)]
+    let CliCommand::Serve(serve) = cli.command else {
+        panic!("{args:?} is not the serve command");
+    };
+    serve
+}
+
+/// The Deployment's container arguments, parsed by the server's CLI.
+fn deployment_serve_args(render: &Render) -> ServeArgs {
+    let args: Vec<&str> = container(render)["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| str_of(a, "an argument"))
+        .collect();
+    parse_serve(&args)
+}
+
+#[test]
+fn rendered_config_file_is_accepted_by_the_server() {
+    let Some(renders) = renders() else { return };
+    for render in renders {
+        let configmap = the(render, "ConfigMap");
+        let text = str_of(&configmap["data"]["config.yaml"], "data.config.yaml");
+        let origin = format!("{} ConfigMap config.yaml", render.name);
+        if let Err(e) = Config::from_yaml(text, &origin) {
+            panic!("the server refuses the chart's config: {e}\n---\n{text}");
+        }
+    }
+}
+
+#[test]
+fn rendered_config_file_carries_the_chart_values() {
+    let Some(renders) = renders() else { return };
+    // The custom scenario sets values in every section; they must reach the server unchanged.
+    let Some(render) = renders
+        .iter()
+        .find(|r| r.name.starts_with("custom-config."))
+    else {
+        panic!("no custom-config render");
+    };
+    let text = str_of(
+        &the(render, "ConfigMap")["data"]["config.yaml"],
+        "config.yaml",
+    );
+    let config = Config::from_yaml(text, &render.name).expect("valid config");
+    assert_eq!(config.mutation.cni_mtu, Some(1450));
+    assert_eq!(config.mutation.scratch_volume.name, "earthly-scratch");
+    let source = serde_json::to_value(&config.mutation.scratch_volume.source).expect("JSON");
+    assert!(
+        source["ephemeral"]["volumeClaimTemplate"].is_object(),
+        "{source}"
+    );
+    assert_eq!(config.mutation.tolerations.len(), 1);
+    assert!(config.mutation.node_affinity.is_some());
+    assert_eq!(config.cluster.lookup_timeout_ms, 3000);
+}
+
+#[test]
+fn every_registered_webhook_path_is_served() {
+    let Some(renders) = renders() else { return };
+    let served: BTreeSet<&str> = WEBHOOK_PATHS.iter().copied().collect();
+    for render in renders {
+        let mut registered = BTreeSet::new();
+        for kind in [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ] {
+            for config in objects_of(render, kind) {
+                for webhook in config["webhooks"].as_array().expect("webhooks") {
+                    let path = str_of(&webhook["clientConfig"]["service"]["path"], "path");
+                    assert!(
+                        served.contains(path),
+                        "{}: {kind} {} calls {path}, which the server does not serve \
+                         (server::WEBHOOK_PATHS: {WEBHOOK_PATHS:?})",
+                        render.name,
+                        webhook["name"]
+                    );
+                    registered.insert(path);
+                }
+            }
+        }
+        assert!(
+            !registered.is_empty(),
+            "{}: no webhook registered",
+            render.name
+        );
+        // With both configurations on (the default), every path the server serves is used:
+        // a mode without a registration would be unreachable.
+        if render.name.starts_with("default.") {
+            assert_eq!(registered, served, "{}: registered vs served", render.name);
+        }
+    }
+}
+
+#[test]
+fn service_targets_the_servers_https_listener() {
+    let Some(renders) = renders() else { return };
+    let default_listen = parse_serve(&["serve"]).listen;
+    assert_eq!(
+        default_listen.port(),
+        8443,
+        "the server's default --listen port"
+    );
+    for render in renders {
+        let service = the(render, "Service");
+        let ports = service["spec"]["ports"].as_array().expect("ports");
+        assert_eq!(ports.len(), 1, "{}: one Service port", render.name);
+        let target = resolve_port(render, &ports[0]["targetPort"]);
+        assert_eq!(
+            target,
+            default_listen.port(),
+            "{}: the Service targets container port {target}, the server listens on {default_listen}",
+            render.name
+        );
+        assert_eq!(container_port(render, "https"), target, "{}", render.name);
+        assert_eq!(
+            deployment_serve_args(render).listen.port(),
+            target,
+            "{}: --listen and the Service disagree",
+            render.name
+        );
+        // The webhooks call the Service's port.
+        for kind in [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ] {
+            for config in objects_of(render, kind) {
+                for webhook in config["webhooks"].as_array().expect("webhooks") {
+                    let svc = &webhook["clientConfig"]["service"];
+                    assert_eq!(svc["port"], ports[0]["port"], "{}", render.name);
+                    assert_eq!(svc["name"], service["metadata"]["name"], "{}", render.name);
+                    assert_eq!(svc["namespace"], NAMESPACE, "{}", render.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn probes_hit_the_admin_health_endpoints() {
+    let Some(renders) = renders() else { return };
+    let default_admin = parse_serve(&["serve"]).admin_listen;
+    assert_eq!(
+        default_admin.port(),
+        8080,
+        "the server's default --admin-listen port"
+    );
+    for render in renders {
+        let c = container(render);
+        for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+            let get = &c[probe]["httpGet"];
+            assert_eq!(get["path"], path, "{}: {probe} path", render.name);
+            assert!(
+                get["scheme"].is_null() || get["scheme"] == "HTTP",
+                "{}: the admin listener is plain HTTP",
+                render.name
+            );
+            let port = resolve_port(render, &get["port"]);
+            assert_eq!(
+                port,
+                default_admin.port(),
+                "{}: {probe} hits port {port}, the admin listener is {default_admin}",
+                render.name
+            );
+            assert_eq!(
+                deployment_serve_args(render).admin_listen.port(),
+                port,
+                "{}: --admin-listen and the {probe} disagree",
+                render.name
+            );
+        }
+    }
+}
+
+#[test]
+fn deployment_flags_point_at_the_mounted_files() {
+    let Some(renders) = renders() else { return };
+    for render in renders {
+        let serve = deployment_serve_args(render);
+        let mounts = container(render)["volumeMounts"]
+            .as_array()
+            .expect("volumeMounts");
+        let mount_of = |volume: &str| -> PathBuf {
+            let m = mounts
+                .iter()
+                .find(|m| m["name"] == volume)
+                .unwrap_or_else(|| panic!("{}: no {volume} mount", render.name));
+            PathBuf::from(str_of(&m["mountPath"], "mountPath"))
+        };
+        assert_eq!(
+            serve.config.as_deref(),
+            Some(mount_of("config").join("config.yaml").as_path()),
+            "{}: --config is not the mounted ConfigMap's file",
+            render.name
+        );
+        let tls = mount_of("tls");
+        assert_eq!(
+            serve.tls_cert.as_deref(),
+            Some(tls.join("tls.crt").as_path())
+        );
+        assert_eq!(
+            serve.tls_key.as_deref(),
+            Some(tls.join("tls.key").as_path())
+        );
+    }
+}
