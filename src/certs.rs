@@ -70,6 +70,23 @@ pub fn generate(ca_name: &str, names: &[String], days: u32) -> Result<Generated,
     })
 }
 
+/// Writes a file; a private one (a key) is created readable by its owner only.
+pub fn write_file(path: &std::path::Path, contents: &[u8], private: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

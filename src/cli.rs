@@ -48,6 +48,36 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the HTTPS admission webhook server.
     Serve(ServeArgs),
+    /// Generate a CA and a serving certificate for the webhook Service, and print the caBundle.
+    Certs(CertsArgs),
+}
+
+/// Flags of `certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(
+        long,
+        env = "EARTHLY_WEBHOOK_SERVICE",
+        default_value = "earthly-webhook"
+    )]
+    pub service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(
+        long,
+        env = "EARTHLY_WEBHOOK_NAMESPACE",
+        default_value = "earthly-webhook"
+    )]
+    pub namespace: String,
+    /// Directory to write ca.crt, tls.crt and tls.key into (created if missing).
+    #[arg(long, env = "EARTHLY_WEBHOOK_OUT_DIR")]
+    pub out_dir: PathBuf,
+    /// Validity of both certificates, in days.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+    /// Extra DNS names or IP addresses for the serving certificate (repeatable).
+    #[arg(long = "extra-name", value_name = "NAME")]
+    pub extra_names: Vec<String>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -134,6 +164,38 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
+/// Writes the certificates and prints the base64 caBundle on stdout.
+fn certs(args: &CertsArgs) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let mut names = crate::certs::service_names(&args.service, &args.namespace);
+    names.extend(args.extra_names.iter().cloned());
+    let g = crate::certs::generate(
+        &format!("earthly-webhook CA ({}/{})", args.namespace, args.service),
+        &names,
+        args.days,
+    )?;
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
+    let write = |name: &str, text: &str, private: bool| -> anyhow::Result<()> {
+        let path = args.out_dir.join(name);
+        crate::certs::write_file(&path, text.as_bytes(), private)
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    write("ca.crt", &g.ca_pem, false)?;
+    write("tls.crt", &g.cert_pem, false)?;
+    write("tls.key", &g.key_pem, true)?;
+    eprintln!(
+        "wrote ca.crt, tls.crt and tls.key to {} for {}; caBundle:",
+        args.out_dir.display(),
+        names.join(", ")
+    );
+    println!(
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(g.ca_pem.as_bytes())
+    );
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = load_policy(args.config.as_deref())?;
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -193,6 +255,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Certs(args) => certs(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -131,6 +131,9 @@ impl Detector {
             }
             b.build()
         }
+        // oci-spec compiles its reference regex on first use (hundreds of ms in a debug
+        // build): pay that at start-up, not on the first pod the apiserver sends.
+        let _ = ImageRef::parse("earthly/earthly");
         Ok(Self {
             earthly: build(&config.earthly_images)?,
             buildkitd: build(&config.buildkitd_images)?,

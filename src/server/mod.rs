@@ -306,10 +306,11 @@ pub async fn start(
             files,
             reload_interval,
         } => {
+            let loaded = files.stamps();
             let key = files.load().context("loading the TLS certificate")?;
             (
                 tls::CertStore::new(key),
-                Some((files.clone(), *reload_interval)),
+                Some((files.clone(), loaded, *reload_interval)),
             )
         }
         TlsSource::Development { ca_out } => {
@@ -354,9 +355,10 @@ pub async fn start(
     };
     let app = router(state, &opts.limits);
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some((files, interval)) = reload {
+    if let Some((files, loaded, interval)) = reload {
         tasks.spawn(tls::watch(
             files,
+            loaded,
             store.clone(),
             interval,
             shutdown.clone(),

@@ -132,7 +132,7 @@ pub fn server_config(store: Arc<CertStore>) -> Result<rustls::ServerConfig, rust
 /// What identifies a version of a file: it changes when the file is rewritten or its symlink
 /// is swapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     #[cfg(unix)]
@@ -156,7 +156,16 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
+/// The versions of both files, taken before a load so that a change racing the load is seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamps(Option<Stamp>, Option<Stamp>);
+
 impl CertFiles {
+    /// The files' current versions.
+    pub fn stamps(&self) -> Stamps {
+        Stamps(stamp(&self.cert), stamp(&self.key))
+    }
+
     /// Reads and checks the pair.
     pub fn load(&self) -> Result<CertifiedKey, TlsError> {
         let read = |p: &Path| {
@@ -174,16 +183,17 @@ impl CertFiles {
     }
 }
 
-/// Polls the files every `interval` and swaps the store's certificate when they change, until
-/// `shutdown` fires.
+/// Polls the files every `interval` and swaps the store's certificate when they change from
+/// `loaded` (the stamps taken before the store's certificate was read), until `shutdown` fires.
 pub async fn watch(
     files: CertFiles,
+    loaded: Stamps,
     store: Arc<CertStore>,
     interval: Duration,
     shutdown: CancellationToken,
     on_reload: impl Fn(bool) + Send + 'static,
 ) {
-    let mut last = (stamp(&files.cert), stamp(&files.key));
+    let mut last = loaded;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -191,7 +201,7 @@ pub async fn watch(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        let now = (stamp(&files.cert), stamp(&files.key));
+        let now = files.stamps();
         if now == last {
             continue;
         }
@@ -209,5 +219,91 @@ pub async fn watch(
                 on_reload(false);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs;
+
+    /// Replaces a file the way the kubelet updates a Secret volume: new inode, atomic rename.
+    fn swap_in(path: &Path, contents: &str) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, contents).expect("write");
+        std::fs::rename(&tmp, path).expect("rename");
+    }
+
+    fn pair(dir: &Path) -> (CertFiles, certs::Generated) {
+        let g = certs::generate("t", &["localhost".to_owned()], 1).expect("generate");
+        let files = CertFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+        };
+        swap_in(&files.cert, &g.cert_pem);
+        swap_in(&files.key, &g.key_pem);
+        (files, g)
+    }
+
+    fn leaf(store: &CertStore) -> Vec<u8> {
+        store.current().cert[0].as_ref().to_vec()
+    }
+
+    #[test]
+    fn mismatched_key_is_refused_naming_both_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (files, _) = pair(dir.path());
+        let other = certs::generate("o", &["localhost".to_owned()], 1).expect("generate");
+        swap_in(&files.key, &other.key_pem);
+        let err = files.load().expect_err("mismatch").to_string();
+        assert!(err.contains("tls.crt") && err.contains("tls.key"), "{err}");
+    }
+
+    #[test]
+    fn missing_certificate_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (files, _) = pair(dir.path());
+        swap_in(&files.cert, "not a certificate");
+        let err = files.load().expect_err("no cert").to_string();
+        assert_eq!(
+            err,
+            format!("{} holds no PEM certificate", files.cert.display())
+        );
+    }
+
+    #[tokio::test]
+    async fn watcher_keeps_the_old_pair_on_garbage_and_takes_a_good_new_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (files, _) = pair(dir.path());
+        let loaded = files.stamps();
+        let store = CertStore::new(files.load().expect("load"));
+        let original = leaf(&store);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch(
+            files.clone(),
+            loaded,
+            store.clone(),
+            Duration::from_millis(5),
+            stop.clone(),
+            move |ok| {
+                let _ = tx.send(ok);
+            },
+        ));
+
+        swap_in(&files.cert, "garbage");
+        assert_eq!(rx.recv().await, Some(false));
+        assert_eq!(leaf(&store), original, "old certificate kept");
+
+        let g = certs::generate("new", &["localhost".to_owned()], 1).expect("generate");
+        swap_in(&files.key, &g.key_pem);
+        swap_in(&files.cert, &g.cert_pem);
+        // The watcher may see the key before the certificate: refusals first, then the reload.
+        while rx.recv().await == Some(false) {}
+        let new_leaf = CertificateDer::from_pem_slice(g.cert_pem.as_bytes()).expect("pem");
+        assert_eq!(leaf(&store), new_leaf.as_ref().to_vec());
+        assert!(store.not_after_unix().is_some());
+        stop.cancel();
+        task.await.expect("watcher ends");
     }
 }

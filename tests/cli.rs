@@ -1,0 +1,119 @@
+//! The binary's command line: `certs`, start-up errors, `--help`.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_earthly-webhook"))
+}
+
+#[test]
+fn certs_writes_a_serving_pair_for_the_service_and_prints_the_ca_bundle() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bin()
+        .args([
+            "certs",
+            "--service",
+            "hook",
+            "--namespace",
+            "ci-system",
+            "--days",
+            "30",
+        ])
+        .arg("--out-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ca = std::fs::read_to_string(dir.path().join("ca.crt")).expect("ca.crt");
+    let bundle = String::from_utf8(out.stdout).expect("utf8");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(bundle.trim())
+        .expect("caBundle is base64");
+    assert_eq!(decoded, ca.as_bytes(), "printed caBundle is ca.crt");
+
+    let cert_pem = std::fs::read(dir.path().join("tls.crt")).expect("tls.crt");
+    let key_pem = std::fs::read(dir.path().join("tls.key")).expect("tls.key");
+    // The pair loads exactly as the server loads it.
+    earthly_webhook::server::tls::certified_key(&cert_pem, &key_pem, "tls.crt", "tls.key")
+        .expect("usable pair");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&cert_pem).expect("pem");
+    let cert = pem.parse_x509().expect("x509");
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .expect("extension")
+        .expect("SANs")
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(
+        sans.contains(&"DNSName(hook.ci-system.svc)".to_owned()),
+        "{sans:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("tls.key"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "key readable by others: {mode:o}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_bad_config_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "mutation:\n  cniMtu: 70000\n").expect("write");
+    let out = bin()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("field `mutation.cniMtu`"), "{stderr}");
+}
+
+#[test]
+fn serve_needs_both_certificate_flags() {
+    let out = bin()
+        .args(["serve", "--tls-cert", "/nonexistent.crt"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+}
+
+#[test]
+fn help_documents_every_serve_flag() {
+    let out = bin().args(["serve", "--help"]).output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--tls-cert",
+        "--tls-key",
+        "--config",
+        "--admin-listen",
+        "--log-format",
+        "--log-level",
+        "EARTHLY_WEBHOOK_LISTEN",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
