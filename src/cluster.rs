@@ -2,11 +2,15 @@
 //! review can be driven by the real API (server), by the other objects of the same input
 //! (`check`), or by an in-memory view (tests).
 
+mod kube_client;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+pub use kube_client::{ConnectError, KubeCluster, TtlCache, from_environment};
 
 /// Why a lookup gave no answer. The message is shown to users after "lookup failed: ".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,7 +2,14 @@
 //! (and, where a rule needs the cluster, already looked-up facts) to [`Findings`]; the review
 //! module turns findings into an answer according to the namespace's policy mode.
 
+pub mod bare_pod;
+pub mod buildkitd;
+pub mod hpa;
 pub mod pod;
+pub mod pod_security;
+pub mod scale;
+pub mod service;
+pub mod workload;
 
 /// A broken rule: denied in `enforce` mode, a warning in `warn`, an audit annotation in `audit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
