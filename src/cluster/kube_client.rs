@@ -599,6 +599,47 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn explicit_kubeconfig_is_used_for_lookups() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kubeconfig");
+        // Port 1 on loopback: nothing listens, so the lookup fails fast and says why.
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{name: k, cluster: {server: 'http://127.0.0.1:1'}}]\n\
+             users: [{name: u, user: {token: t}}]\n\
+             contexts: [{name: c, context: {cluster: k, user: u}}]\n",
+        )
+        .expect("write kubeconfig");
+        let cluster = from_environment(Some(&path), &settings())
+            .await
+            .expect("client");
+        let err = cluster
+            .namespace_labels("ci")
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            err.to_string()
+                .starts_with("cannot reach the Kubernetes API:"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreadable_kubeconfig_is_an_error_naming_the_flag() {
+        let err =
+            match from_environment(Some(Path::new("/nonexistent/kubeconfig")), &settings()).await {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("a missing kubeconfig must not fall back"),
+            };
+        assert!(
+            err.starts_with("--kubeconfig /nonexistent/kubeconfig: "),
+            "{err}"
+        );
+    }
+
     #[test]
     fn cache_entries_expire_after_the_ttl() {
         let cache = TtlCache::new(Duration::from_secs(5), 10);

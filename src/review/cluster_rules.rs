@@ -49,19 +49,39 @@ fn nothing() -> Result<Findings, Stop> {
 }
 
 /// Lookups made on behalf of one object; failures become findings per the failure mode.
+/// Together they get `cluster.lookupTimeoutMs`, so a rule that needs several lookups still
+/// answers well within the webhook's own timeout when the API is slow.
 struct Lookups<'a> {
     cluster: &'a dyn ClusterView,
     failure: FailureMode,
     /// The object under review, as messages name it.
     subject: &'a str,
+    budget_ms: u64,
+    deadline: tokio::time::Instant,
 }
 
 impl<'a> Lookups<'a> {
     fn new(policy: &Policy, cluster: &'a dyn ClusterView, subject: &'a str) -> Self {
+        let budget_ms = policy.config.cluster.lookup_timeout_ms;
         Self {
             cluster,
             failure: policy.config.cluster.failure_mode,
             subject,
+            budget_ms,
+            deadline: tokio::time::Instant::now() + std::time::Duration::from_millis(budget_ms),
+        }
+    }
+
+    /// Runs one lookup within what is left of the budget.
+    async fn within<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        lookup: impl std::future::Future<Output = Result<T, LookupError>>,
+    ) -> Result<T, Stop> {
+        match tokio::time::timeout_at(self.deadline, lookup).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.failed(&what(), &error)),
+            Err(_) => Err(self.failed(&what(), &LookupError::Timeout(self.budget_ms))),
         }
     }
 
@@ -88,10 +108,11 @@ impl<'a> Lookups<'a> {
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, Stop> {
-        self.cluster
-            .services(namespace)
-            .await
-            .map_err(|e| self.failed(&format!("the Services of namespace {namespace}"), &e))
+        self.within(
+            || format!("the Services of namespace {namespace}"),
+            self.cluster.services(namespace),
+        )
+        .await
     }
 
     async fn workload(
@@ -100,10 +121,11 @@ impl<'a> Lookups<'a> {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Workload>, Stop> {
-        self.cluster
-            .workload(kind, namespace, name)
-            .await
-            .map_err(|e| self.failed(&format!("{} {namespace}/{name}", kind.as_str()), &e))
+        self.within(
+            || format!("{} {namespace}/{name}", kind.as_str()),
+            self.cluster.workload(kind, namespace, name),
+        )
+        .await
     }
 
     async fn pods(
@@ -111,16 +133,15 @@ impl<'a> Lookups<'a> {
         namespace: &str,
         selector: &BTreeMap<String, String>,
     ) -> Result<Vec<Pod>, Stop> {
-        self.cluster.pods(namespace, selector).await.map_err(|e| {
+        let what = || {
             let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            self.failed(
-                &format!(
-                    "the pods of namespace {namespace} labelled {}",
-                    labels.join(",")
-                ),
-                &e,
+            format!(
+                "the pods of namespace {namespace} labelled {}",
+                labels.join(",")
             )
-        })
+        };
+        self.within(what, self.cluster.pods(namespace, selector))
+            .await
     }
 }
 
@@ -535,15 +556,18 @@ pub(super) async fn pod_security(
     let labels = match cluster.namespace_labels(namespace).await {
         Ok(Some(labels)) => labels,
         Ok(None) => return Findings::default(),
-        Err(LookupError::Unavailable) => {
-            tracing::debug!(
-                subject,
-                "no Kubernetes API; Pod Security Admission check skipped"
-            );
+        Err(error @ (LookupError::Unavailable | LookupError::Unknown(_))) => {
+            // No API at all (a laptop, or `check` without the namespace in its input).
+            tracing::debug!(subject, %error, "Pod Security Admission check skipped");
             return Findings::default();
         }
         Err(error) => {
-            tracing::warn!(subject, namespace, %error, "namespace lookup failed; Pod Security Admission check skipped");
+            tracing::warn!(
+                subject,
+                namespace,
+                %error,
+                "namespace lookup failed; Pod Security Admission check skipped"
+            );
             return Findings::default();
         }
     };
@@ -1094,6 +1118,53 @@ mod tests {
         .await;
         assert!(r.response().allowed);
         assert_eq!(r.summary.violations[0].rule, RULE_LOOKUP_FAILED);
+    }
+
+    /// A view whose lookups never answer.
+    struct Hanging;
+
+    #[async_trait]
+    impl ClusterView for Hanging {
+        async fn namespace_labels(
+            &self,
+            _: &str,
+        ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
+            std::future::pending().await
+        }
+
+        async fn workload(
+            &self,
+            _: WorkloadKind,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Workload>, LookupError> {
+            std::future::pending().await
+        }
+
+        async fn services(&self, _: &str) -> Result<Vec<Service>, LookupError> {
+            std::future::pending().await
+        }
+
+        async fn pods(
+            &self,
+            _: &str,
+            _: &BTreeMap<String, String>,
+        ) -> Result<Vec<Pod>, LookupError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn lookups_of_one_review_share_the_timeout() {
+        let r = validate(
+            config("cluster: {lookupTimeoutMs: 50}"),
+            &Hanging,
+            &create_pod(bare_pod("bk-2", "earthly/buildkitd")),
+        )
+        .await;
+        assert!(denial(&r).contains(
+            "the lookup of the Services of namespace ci failed: the Kubernetes API did not answer within 50 ms."
+        ));
     }
 
     // --- autoscalers -----------------------------------------------------------------------------
