@@ -143,6 +143,13 @@ pub fn selector_matches(
         && labels.is_some_and(|l| selector.iter().all(|(k, v)| l.get(k) == Some(v)))
 }
 
+/// A Service's equality selector in `labelSelector` syntax: `app=earthly,component=buildkitd`.
+/// Label keys and values cannot hold `,` or `=`, so nothing needs escaping.
+pub fn label_selector(selector: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(",")
+}
+
 /// An in-memory cluster: the unit tests' fake API and the `check` command's view of its input.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCluster {

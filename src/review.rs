@@ -13,6 +13,8 @@ use serde_json::Value;
 
 mod cluster_rules;
 
+use cluster_rules::Check;
+
 use crate::cluster::{ClusterView, WorkloadKind};
 use crate::config::{Config, Mode};
 use crate::detect::Detector;
@@ -315,19 +317,21 @@ pub async fn review(
             validate_pod(policy, cluster, request).await
         }
         (Action::Validate, ("apps", kind), None) if writes => match WorkloadKind::parse(kind) {
-            Some(kind) => cluster_rules::workload(policy, cluster, request, kind).await,
+            Some(kind) => {
+                cluster_rules::check(policy, cluster, request, Check::Workload(kind)).await
+            }
             None => Ok(Findings::default()),
         },
         (Action::Validate, ("autoscaling", "Scale"), Some("scale"))
             if request.operation == Operation::Update =>
         {
-            cluster_rules::scale(policy, cluster, request).await
+            cluster_rules::check(policy, cluster, request, Check::Scale).await
         }
         (Action::Validate, ("autoscaling", "HorizontalPodAutoscaler"), None) if writes => {
-            cluster_rules::autoscaler(policy, cluster, request).await
+            cluster_rules::check(policy, cluster, request, Check::Autoscaler).await
         }
         (Action::Validate, ("", "Service"), None) if writes => {
-            cluster_rules::service(policy, cluster, request).await
+            cluster_rules::check(policy, cluster, request, Check::Service).await
         }
         _ => Ok(Findings::default()),
     };

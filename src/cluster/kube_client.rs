@@ -17,13 +17,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::de::DeserializeOwned;
 
-use super::{ClusterView, LookupError, NoCluster, Workload, WorkloadKind};
+use super::{ClusterView, LookupError, NoCluster, Workload, WorkloadKind, label_selector};
 use crate::config;
 
 /// Why no client could be built from an explicitly given kubeconfig.
@@ -125,45 +128,75 @@ impl KubeCluster {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Workload>, LookupError> {
-        let c = self.client.clone();
-        let w = |replicas, selector, template: Option<_>| Workload {
-            kind,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            replicas,
-            selector,
-            template: template.unwrap_or_default(),
-        };
-        Ok(match kind {
-            WorkloadKind::Deployment => self
-                .call(Api::<Deployment>::namespaced(c, namespace).get_opt(name))
-                .await?
-                .map(|d| {
-                    let s = d.spec;
-                    w(s.replicas, Some(s.selector), Some(s.template))
-                }),
-            WorkloadKind::StatefulSet => self
-                .call(Api::<StatefulSet>::namespaced(c, namespace).get_opt(name))
-                .await?
-                .map(|d| {
-                    let s = d.spec;
-                    w(s.replicas, Some(s.selector), Some(s.template))
-                }),
-            WorkloadKind::ReplicaSet => self
-                .call(Api::<ReplicaSet>::namespaced(c, namespace).get_opt(name))
-                .await?
-                .map(|d| {
-                    let s = d.spec;
-                    w(s.replicas, Some(s.selector), s.template)
-                }),
-            WorkloadKind::DaemonSet => self
-                .call(Api::<DaemonSet>::namespaced(c, namespace).get_opt(name))
-                .await?
-                .map(|d| {
-                    let s = d.spec;
-                    w(None, Some(s.selector), Some(s.template))
-                }),
-        })
+        match kind {
+            WorkloadKind::Deployment => self.get::<Deployment>(kind, namespace, name).await,
+            WorkloadKind::StatefulSet => self.get::<StatefulSet>(kind, namespace, name).await,
+            WorkloadKind::ReplicaSet => self.get::<ReplicaSet>(kind, namespace, name).await,
+            WorkloadKind::DaemonSet => self.get::<DaemonSet>(kind, namespace, name).await,
+        }
+    }
+
+    async fn get<K: AppsWorkload>(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Workload>, LookupError> {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        Ok(self.call(api.get_opt(name)).await?.map(|obj| {
+            let (replicas, selector, template) = obj.into_parts();
+            Workload {
+                kind,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                replicas,
+                selector: Some(selector),
+                template: template.unwrap_or_default(),
+            }
+        }))
+    }
+}
+
+/// The `apps` kinds a workload lookup reads, each spelling its spec its own way.
+trait AppsWorkload:
+    kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+    /// `spec.replicas` (none for a DaemonSet), `spec.selector`, `spec.template`.
+    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>);
+}
+
+impl AppsWorkload for Deployment {
+    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
+        (
+            self.spec.replicas,
+            self.spec.selector,
+            Some(self.spec.template),
+        )
+    }
+}
+
+impl AppsWorkload for StatefulSet {
+    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
+        (
+            self.spec.replicas,
+            self.spec.selector,
+            Some(self.spec.template),
+        )
+    }
+}
+
+impl AppsWorkload for ReplicaSet {
+    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
+        (self.spec.replicas, self.spec.selector, self.spec.template)
+    }
+}
+
+impl AppsWorkload for DaemonSet {
+    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
+        (None, self.spec.selector, Some(self.spec.template))
     }
 }
 
@@ -231,9 +264,8 @@ impl ClusterView for KubeCluster {
         if selector.is_empty() {
             return Ok(Vec::new());
         }
-        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let params = ListParams::default().labels(&labels.join(","));
+        let params = ListParams::default().labels(&label_selector(selector));
         Ok(self.call(api.list(&params)).await?.items)
     }
 }

@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::autoscaling::v1::ScaleSpec;
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 use serde::Deserialize;
 
 use super::{Policy, decode, detection_violation, object};
-use crate::cluster::{ClusterView, LookupError, Workload, WorkloadKind};
+use crate::cluster::{ClusterView, LookupError, Workload, WorkloadKind, label_selector};
 use crate::config::{FailureMode, Instances};
 use crate::detect::Found;
 use crate::validate::{
@@ -35,6 +35,34 @@ impl From<String> for Stop {
     fn from(message: String) -> Self {
         Stop::Unreadable(message)
     }
+}
+
+/// The object-level checks that may need lookups, by the kind of object under review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// A Deployment, StatefulSet, ReplicaSet or DaemonSet being created or updated.
+    Workload(WorkloadKind),
+    /// A write to the `scale` subresource of a Deployment, StatefulSet or ReplicaSet.
+    Scale,
+    /// A HorizontalPodAutoscaler being created or updated.
+    Autoscaler,
+    /// A Service being created or updated: judged in sticky mode only.
+    Service,
+}
+
+/// Runs a check; `Err` is an object that cannot be read.
+pub(super) async fn check(
+    policy: &Policy,
+    cluster: &dyn ClusterView,
+    request: &AdmissionRequest<DynamicObject>,
+    check: Check,
+) -> Result<Findings, String> {
+    finish(match check {
+        Check::Workload(kind) => check_workload(policy, cluster, request, kind).await,
+        Check::Scale => check_scale(policy, cluster, request).await,
+        Check::Autoscaler => check_autoscaler(policy, cluster, request).await,
+        Check::Service => check_service(policy, cluster, request).await,
+    })
 }
 
 fn finish(outcome: Result<Findings, Stop>) -> Result<Findings, String> {
@@ -134,10 +162,9 @@ impl<'a> Lookups<'a> {
         selector: &BTreeMap<String, String>,
     ) -> Result<Vec<Pod>, Stop> {
         let what = || {
-            let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!(
                 "the pods of namespace {namespace} labelled {}",
-                labels.join(",")
+                label_selector(selector)
             )
         };
         self.within(what, self.cluster.pods(namespace, selector))
@@ -170,28 +197,34 @@ async fn judge(
     }
 }
 
-fn template_parts(template: &PodTemplateSpec) -> (Option<&ObjectMeta>, Option<&PodSpec>) {
-    (template.metadata.as_ref(), template.spec.as_ref())
-}
-
-fn template_labels(template: &PodTemplateSpec) -> Option<&BTreeMap<String, String>> {
-    template.metadata.as_ref().and_then(|m| m.labels.as_ref())
-}
-
-/// What detection finds in a workload's pod template.
-fn classify_template(
+/// Judges the instances of a pod template: `demand` says, from what detection found in it,
+/// whether they are more than one buildkitd.
+async fn judge_template(
     policy: &Policy,
-    subject: &str,
+    lookups: &Lookups<'_>,
+    namespace: &str,
     template: &PodTemplateSpec,
-) -> Result<Vec<Found>, Stop> {
-    let (meta, spec) = template_parts(template);
-    let Some(spec) = spec else {
-        return Ok(Vec::new());
+    demand: impl FnOnce(&[Found]) -> Option<buildkitd::Demand>,
+) -> Result<Findings, Stop> {
+    let Some(spec) = template.spec.as_ref() else {
+        return nothing();
     };
-    policy
+    let meta = template.metadata.as_ref();
+    let found = policy
         .detector
         .classify(meta.and_then(|m| m.annotations.as_ref()), spec)
-        .map_err(|e| Stop::Done(detection_violation(subject, e)))
+        .map_err(|e| Stop::Done(detection_violation(lookups.subject, e)))?;
+    let Some(demand) = demand(&found) else {
+        return nothing();
+    };
+    judge(
+        policy,
+        lookups,
+        &demand,
+        namespace,
+        meta.and_then(|m| m.labels.as_ref()),
+    )
+    .await
 }
 
 fn namespace_of(request: &AdmissionRequest<DynamicObject>) -> &str {
@@ -230,16 +263,6 @@ fn decode_workload(
     })
 }
 
-/// A workload being created or updated.
-pub(super) async fn workload(
-    policy: &Policy,
-    cluster: &dyn ClusterView,
-    request: &AdmissionRequest<DynamicObject>,
-    kind: WorkloadKind,
-) -> Result<Findings, String> {
-    finish(check_workload(policy, cluster, request, kind).await)
-}
-
 async fn check_workload(
     policy: &Policy,
     cluster: &dyn ClusterView,
@@ -262,32 +285,15 @@ async fn check_workload(
     {
         return nothing();
     }
-    let found = classify_template(policy, &subject, &new.template)?;
-    let Some(demand) = workload::demand(&subject, &new, &found) else {
-        return nothing();
-    };
     let lookups = Lookups::new(policy, cluster, &subject);
-    judge(
-        policy,
-        &lookups,
-        &demand,
-        namespace,
-        template_labels(&new.template),
-    )
+    judge_template(policy, &lookups, namespace, &new.template, |found| {
+        workload::demand(&subject, &new, found)
+    })
     .await
 }
 
 // ---------------------------------------------------------------------------------------------
 // The scale subresource
-
-/// A write to the `scale` subresource of a Deployment, StatefulSet or ReplicaSet.
-pub(super) async fn scale(
-    policy: &Policy,
-    cluster: &dyn ClusterView,
-    request: &AdmissionRequest<DynamicObject>,
-) -> Result<Findings, String> {
-    finish(check_scale(policy, cluster, request).await)
-}
 
 async fn check_scale(
     policy: &Policy,
@@ -320,31 +326,14 @@ async fn check_scale(
     let Some(target) = lookups.workload(kind, namespace, &request.name).await? else {
         return nothing();
     };
-    let found = classify_template(policy, &subject, &target.template)?;
-    let Some(demand) = scale::demand(&target, &found, new) else {
-        return nothing();
-    };
-    judge(
-        policy,
-        &lookups,
-        &demand,
-        namespace,
-        template_labels(&target.template),
-    )
+    judge_template(policy, &lookups, namespace, &target.template, |found| {
+        scale::demand(&target, found, new)
+    })
     .await
 }
 
 // ---------------------------------------------------------------------------------------------
 // HorizontalPodAutoscalers
-
-/// A HorizontalPodAutoscaler being created or updated.
-pub(super) async fn autoscaler(
-    policy: &Policy,
-    cluster: &dyn ClusterView,
-    request: &AdmissionRequest<DynamicObject>,
-) -> Result<Findings, String> {
-    finish(check_autoscaler(policy, cluster, request).await)
-}
 
 async fn check_autoscaler(
     policy: &Policy,
@@ -380,31 +369,14 @@ async fn check_autoscaler(
     let Some(target) = lookups.workload(kind, namespace, name).await? else {
         return nothing();
     };
-    let found = classify_template(policy, &subject, &target.template)?;
-    let Some(demand) = hpa::demand(&subject, &spec, &target, &found) else {
-        return nothing();
-    };
-    judge(
-        policy,
-        &lookups,
-        &demand,
-        namespace,
-        template_labels(&target.template),
-    )
+    judge_template(policy, &lookups, namespace, &target.template, |found| {
+        hpa::demand(&subject, &spec, &target, found)
+    })
     .await
 }
 
 // ---------------------------------------------------------------------------------------------
 // Services
-
-/// A Service being created or updated: judged in sticky mode only.
-pub(super) async fn service(
-    policy: &Policy,
-    cluster: &dyn ClusterView,
-    request: &AdmissionRequest<DynamicObject>,
-) -> Result<Findings, String> {
-    finish(check_service(policy, cluster, request).await)
-}
 
 fn decode_service(obj: &DynamicObject, subject: &str) -> Result<Service, String> {
     let spec: ServiceSpec = decode(&obj.data, "spec", subject)?;
@@ -654,8 +626,7 @@ mod tests {
             namespace: &str,
             selector: &BTreeMap<String, String>,
         ) -> Result<Vec<Pod>, LookupError> {
-            let s: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            self.record(format!("pods {namespace} {}", s.join(",")))?;
+            self.record(format!("pods {namespace} {}", label_selector(selector)))?;
             self.inner.pods(namespace, selector).await
         }
     }

@@ -65,9 +65,7 @@ pub fn demand(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Detection;
-    use crate::detect::Detector;
-    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use crate::validate::testing::workload;
     use serde_json::json;
 
     fn spec(v: serde_json::Value) -> AutoscalerSpec {
@@ -75,23 +73,7 @@ mod tests {
     }
 
     fn target_workload(image: &str) -> (Workload, Vec<Found>) {
-        let template: PodTemplateSpec = serde_json::from_value(
-            json!({"spec": {"containers": [{"name": "c", "image": image}]}}),
-        )
-        .expect("template");
-        let found = Detector::new(&Detection::default())
-            .expect("detector")
-            .classify(None, template.spec.as_ref().expect("spec"))
-            .expect("classify");
-        let w = Workload {
-            kind: WorkloadKind::Deployment,
-            namespace: "ci".to_owned(),
-            name: "bk".to_owned(),
-            replicas: Some(1),
-            selector: None,
-            template,
-        };
-        (w, found)
+        workload(WorkloadKind::Deployment, Some(1), image)
     }
 
     #[test]

@@ -38,28 +38,12 @@ pub fn demand(target: &Workload, found: &[Found], replicas: i32) -> Option<Deman
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Detection;
-    use crate::detect::Detector;
-    use k8s_openapi::api::core::v1::PodTemplateSpec;
-    use serde_json::json;
+    use crate::validate::testing::workload;
 
     fn target(image: &str) -> (Workload, Vec<Found>) {
-        let template: PodTemplateSpec = serde_json::from_value(
-            json!({"spec": {"containers": [{"name": "c", "image": image}]}}),
-        )
-        .expect("template");
-        let found = Detector::new(&Detection::default())
-            .expect("detector")
-            .classify(None, template.spec.as_ref().expect("spec"))
-            .expect("classify");
-        let w = Workload {
-            kind: WorkloadKind::Deployment,
-            namespace: "earthly-ci".to_owned(),
-            name: "earthly-buildkitd".to_owned(),
-            replicas: Some(1),
-            selector: None,
-            template,
-        };
+        let (mut w, found) = workload(WorkloadKind::Deployment, Some(1), image);
+        w.namespace = "earthly-ci".to_owned();
+        w.name = "earthly-buildkitd".to_owned();
         (w, found)
     }
 

@@ -52,37 +52,8 @@ pub fn judged_through_owner(kind: WorkloadKind, meta: &ObjectMeta) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Detection;
-    use crate::detect::Detector;
-    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use crate::validate::testing::workload;
     use serde_json::json;
-
-    fn workload(kind: WorkloadKind, replicas: Option<i32>, image: &str) -> (Workload, Vec<Found>) {
-        let template: PodTemplateSpec = serde_json::from_value(json!({
-            "metadata": {"labels": {"app": "bk"}},
-            "spec": {"containers": [{"name": "c", "image": image}]}
-        }))
-        .expect("template");
-        let found = Detector::new(&Detection::default())
-            .expect("detector")
-            .classify(
-                template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.annotations.as_ref()),
-                template.spec.as_ref().expect("spec"),
-            )
-            .expect("classify");
-        let w = Workload {
-            kind,
-            namespace: "ci".to_owned(),
-            name: "bk".to_owned(),
-            replicas,
-            selector: None,
-            template,
-        };
-        (w, found)
-    }
 
     #[test]
     fn rejects_buildkitd_deployment_with_three_replicas() {
