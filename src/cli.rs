@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{ClusterView, NoCluster};
+use crate::cluster::{self, ClusterView};
 use crate::config::Config;
 use crate::review::Policy;
 use crate::server::{self, Limits, ServeOptions, TlsSource, tls::CertFiles};
@@ -129,6 +129,11 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "EARTHLY_WEBHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
+    /// kubeconfig for the cluster lookups [default: KUBECONFIG or ~/.kube/config, else the
+    /// in-cluster service account; with none of them, lookups fail and follow
+    /// cluster.failureMode].
+    #[arg(long, env = "EARTHLY_WEBHOOK_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -214,7 +219,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }),
         },
     };
-    let cluster: Arc<dyn ClusterView> = Arc::new(NoCluster);
+    let cluster: Arc<dyn ClusterView> =
+        cluster::from_environment(args.kubeconfig.as_deref(), &policy.config().cluster).await?;
     let shutdown = CancellationToken::new();
     let opts = ServeOptions {
         listen: args.listen,

@@ -2,11 +2,15 @@
 //! review can be driven by the real API (server), by the other objects of the same input
 //! (`check`), or by an in-memory view (tests).
 
+mod kube_client;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+pub use kube_client::{ConnectError, KubeCluster, TtlCache, from_environment};
 
 /// Why a lookup gave no answer. The message is shown to users after "lookup failed: ".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +141,13 @@ pub fn selector_matches(
     // An empty Service selector selects nothing (its endpoints are managed by hand).
     !selector.is_empty()
         && labels.is_some_and(|l| selector.iter().all(|(k, v)| l.get(k) == Some(v)))
+}
+
+/// A Service's equality selector in `labelSelector` syntax: `app=earthly,component=buildkitd`.
+/// Label keys and values cannot hold `,` or `=`, so nothing needs escaping.
+pub fn label_selector(selector: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(",")
 }
 
 /// An in-memory cluster: the unit tests' fake API and the `check` command's view of its input.

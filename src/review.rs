@@ -11,7 +11,11 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cluster::ClusterView;
+mod cluster_rules;
+
+use cluster_rules::Check;
+
+use crate::cluster::{ClusterView, WorkloadKind};
 use crate::config::{Config, Mode};
 use crate::detect::Detector;
 use crate::mutate::{self, Rule};
@@ -304,18 +308,33 @@ pub async fn review(
         warnings: Vec::new(),
     };
     let kind = (request.kind.group.as_str(), request.kind.kind.as_str());
+    let writes = matches!(request.operation, Operation::Create | Operation::Update);
     let outcome = match (route.action, kind, request.sub_resource.as_deref()) {
         (Action::Mutate, ("", "Pod"), None) if request.operation == Operation::Create => {
-            mutate_pod(policy, request, &mut ctx)
+            mutate_pod(policy, cluster, request, &mut ctx).await
         }
-        (Action::Validate, ("", "Pod"), None)
-            if matches!(request.operation, Operation::Create | Operation::Update) =>
+        (Action::Validate, ("", "Pod"), None) if writes => {
+            validate_pod(policy, cluster, request).await
+        }
+        (Action::Validate, ("apps", kind), None) if writes => match WorkloadKind::parse(kind) {
+            Some(kind) => {
+                cluster_rules::check(policy, cluster, request, Check::Workload(kind)).await
+            }
+            None => Ok(Findings::default()),
+        },
+        (Action::Validate, ("autoscaling", "Scale"), Some("scale"))
+            if request.operation == Operation::Update =>
         {
-            validate_pod(policy, request, &mut ctx)
+            cluster_rules::check(policy, cluster, request, Check::Scale).await
+        }
+        (Action::Validate, ("autoscaling", "HorizontalPodAutoscaler"), None) if writes => {
+            cluster_rules::check(policy, cluster, request, Check::Autoscaler).await
+        }
+        (Action::Validate, ("", "Service"), None) if writes => {
+            cluster_rules::check(policy, cluster, request, Check::Service).await
         }
         _ => Ok(Findings::default()),
     };
-    let _ = cluster;
     match outcome {
         Ok(findings) => ctx.apply(findings, mode),
         Err(message) => ctx.fail(message),
@@ -337,6 +356,20 @@ impl Ctx {
         if findings.violations.is_empty() {
             return;
         }
+        for v in &findings.violations {
+            if mode != Mode::Enforce {
+                tracing::info!(
+                    uid = %self.summary.uid,
+                    namespace = self.summary.namespace.as_deref().unwrap_or(""),
+                    name = %self.summary.name,
+                    kind = %self.summary.kind,
+                    rule = v.rule,
+                    mode = mode.as_str(),
+                    message = %v.message,
+                    "policy violation admitted"
+                );
+            }
+        }
         match mode {
             Mode::Enforce => {
                 let message = findings
@@ -354,9 +387,15 @@ impl Ctx {
             }
             Mode::Audit => {
                 for v in &findings.violations {
+                    // One key per rule: a rule broken twice keeps both messages.
                     self.response
                         .audit_annotations
-                        .insert(v.rule.to_owned(), v.message.clone());
+                        .entry(v.rule.to_owned())
+                        .and_modify(|m| {
+                            m.push_str("; ");
+                            m.push_str(&v.message);
+                        })
+                        .or_insert_with(|| v.message.clone());
                 }
                 self.summary.violations = findings.violations;
             }
@@ -472,8 +511,9 @@ fn detection_violation(object: &str, error: crate::detect::DetectError) -> Findi
     }
 }
 
-fn mutate_pod(
+async fn mutate_pod(
     policy: &Policy,
+    cluster: &dyn ClusterView,
     request: &AdmissionRequest<DynamicObject>,
     ctx: &mut Ctx,
 ) -> Result<Findings, String> {
@@ -485,9 +525,12 @@ fn mutate_pod(
         Ok(f) => f,
         Err(e) => return Ok(detection_violation(&name, e)),
     };
+    // Every container that needs privileges ends up privileged, whether the pod asked for it or
+    // the patch adds it: either way Pod Security Admission would refuse the pod.
+    let findings = cluster_rules::pod_security(cluster, request, &name, &found).await;
     let m = mutate::mutate(&pod.spec, "/spec", &found, &policy.config.mutation);
     if m.is_empty() {
-        return Ok(Findings::default());
+        return Ok(findings);
     }
     let mut per_rule: BTreeMap<Rule, usize> = BTreeMap::new();
     for c in &m.changes {
@@ -501,13 +544,13 @@ fn mutate_pod(
         .map_err(|e| format!("cannot encode the patch for {name}: {e}"))?;
     ctx.summary.verdict = Verdict::Mutated;
     ctx.summary.patch_operations = per_rule.into_iter().collect();
-    Ok(Findings::default())
+    Ok(findings)
 }
 
-fn validate_pod(
+async fn validate_pod(
     policy: &Policy,
+    cluster: &dyn ClusterView,
     request: &AdmissionRequest<DynamicObject>,
-    _ctx: &mut Ctx,
 ) -> Result<Findings, String> {
     let (name, pod) = pod_parts(request)?;
     let found = match policy
@@ -517,7 +560,10 @@ fn validate_pod(
         Ok(f) => f,
         Err(e) => return Ok(detection_violation(&name, e)),
     };
-    Ok(validate::pod::check(&name, "spec", &pod.spec, &found))
+    let mut findings = validate::pod::check(&name, "spec", &pod.spec, &found);
+    findings
+        .extend(cluster_rules::bare_pod(policy, cluster, request, &name, pod.meta, &found).await?);
+    Ok(findings)
 }
 
 #[cfg(test)]

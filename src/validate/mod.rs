@@ -2,7 +2,14 @@
 //! (and, where a rule needs the cluster, already looked-up facts) to [`Findings`]; the review
 //! module turns findings into an answer according to the namespace's policy mode.
 
+pub mod bare_pod;
+pub mod buildkitd;
+pub mod hpa;
 pub mod pod;
+pub mod pod_security;
+pub mod scale;
+pub mod service;
+pub mod workload;
 
 /// A broken rule: denied in `enforce` mode, a warning in `warn`, an audit annotation in `audit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,5 +52,43 @@ pub fn object_ref(
     match namespace.or(meta.namespace.as_deref()) {
         Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{name}"),
         _ => format!("{kind} {name}"),
+    }
+}
+
+/// Helpers for the rules' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use serde_json::json;
+
+    use crate::cluster::{Workload, WorkloadKind};
+    use crate::config::Detection;
+    use crate::detect::{Detector, Found};
+
+    /// Workload `ci/bk` whose pod template (labels `app: bk`) runs one container of `image`,
+    /// and what detection finds in that template.
+    pub fn workload(
+        kind: WorkloadKind,
+        replicas: Option<i32>,
+        image: &str,
+    ) -> (Workload, Vec<Found>) {
+        let template: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": {"labels": {"app": "bk"}},
+            "spec": {"containers": [{"name": "c", "image": image}]}
+        }))
+        .expect("template");
+        let found = Detector::new(&Detection::default())
+            .expect("detector")
+            .classify(None, template.spec.as_ref().expect("spec"))
+            .expect("classify");
+        let w = Workload {
+            kind,
+            namespace: "ci".to_owned(),
+            name: "bk".to_owned(),
+            replicas,
+            selector: None,
+            template,
+        };
+        (w, found)
     }
 }

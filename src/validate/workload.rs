@@ -1,0 +1,153 @@
+//! Deployments, StatefulSets, ReplicaSets and DaemonSets whose pod template runs buildkitd: how
+//! many instances they ask for.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::buildkitd::{Demand, runs_buildkitd};
+use crate::cluster::{Workload, WorkloadKind};
+use crate::detect::Found;
+
+/// The demand of a workload that runs more than one buildkitd, if it does. `subject` names it
+/// (`Deployment ci/bk`); `found` is what detection found in its pod template.
+pub fn demand(subject: &str, workload: &Workload, found: &[Found]) -> Option<Demand> {
+    if !runs_buildkitd(found) {
+        return None;
+    }
+    match workload.kind {
+        WorkloadKind::DaemonSet => Some(Demand {
+            rule: "buildkitd-daemonset",
+            found: format!("{subject} runs one buildkitd on every node"),
+            fix: "Use a Deployment with replicas: 1".to_owned(),
+        }),
+        _ => {
+            // The apiserver defaults an absent `replicas` to 1.
+            let n = workload.replicas.unwrap_or(1);
+            (n > 1).then(|| Demand {
+                rule: "buildkitd-replicas",
+                found: format!("{subject} asks for {n} replicas"),
+                fix: "Set replicas: 1".to_owned(),
+            })
+        }
+    }
+}
+
+/// Whether an update leaves what the rule reads as it was: the replica count and the pod
+/// template. Controllers' metadata updates and finalizer removal during deletion then pass
+/// unjudged, so the webhook never wedges an object that already exists.
+pub fn same_shape(old: &Workload, new: &Workload) -> bool {
+    old.replicas.unwrap_or(1) == new.replicas.unwrap_or(1) && old.template == new.template
+}
+
+/// ReplicaSets a Deployment controls are judged through that Deployment: the Deployment
+/// controller writes their replica counts, and denying it would stall rollouts.
+pub fn judged_through_owner(kind: WorkloadKind, meta: &ObjectMeta) -> bool {
+    kind == WorkloadKind::ReplicaSet
+        && meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && o.kind == "Deployment")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::testing::workload;
+    use serde_json::json;
+
+    #[test]
+    fn rejects_buildkitd_deployment_with_three_replicas() {
+        let (w, found) = workload(
+            WorkloadKind::Deployment,
+            Some(3),
+            "earthly/buildkitd:v0.8.15",
+        );
+        let d = demand("Deployment earthly-ci/earthly-buildkitd", &w, &found).expect("demand");
+        assert_eq!(d.rule, "buildkitd-replicas");
+        assert_eq!(
+            d.single().message,
+            "earthly/buildkitd does not support multi-node setups: Deployment \
+             earthly-ci/earthly-buildkitd asks for 3 replicas. Set replicas: 1, or enable sticky \
+             multi-instance mode and front it with a Service using sessionAffinity: ClientIP."
+        );
+    }
+
+    #[test]
+    fn accepts_buildkitd_deployment_with_one_replica() {
+        let (w, found) = workload(WorkloadKind::Deployment, Some(1), "earthly/buildkitd");
+        assert_eq!(demand("Deployment ci/bk", &w, &found), None);
+    }
+
+    #[test]
+    fn absent_replicas_means_one() {
+        let (w, found) = workload(WorkloadKind::StatefulSet, None, "earthly/buildkitd");
+        assert_eq!(demand("StatefulSet ci/bk", &w, &found), None);
+    }
+
+    #[test]
+    fn rejects_buildkitd_statefulset_and_replicaset_with_two_replicas() {
+        for kind in [WorkloadKind::StatefulSet, WorkloadKind::ReplicaSet] {
+            let (w, found) = workload(kind, Some(2), "earthly/buildkitd");
+            let subject = format!("{} ci/bk", kind.as_str());
+            let d = demand(&subject, &w, &found).expect("demand");
+            assert_eq!(d.found, format!("{subject} asks for 2 replicas"));
+        }
+    }
+
+    #[test]
+    fn rejects_every_buildkitd_daemonset() {
+        let (w, found) = workload(
+            WorkloadKind::DaemonSet,
+            None,
+            "earthly/buildkitd@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        );
+        let d = demand("DaemonSet ci/bk", &w, &found).expect("demand");
+        assert_eq!(d.rule, "buildkitd-daemonset");
+        assert_eq!(
+            d.single().message,
+            "earthly/buildkitd does not support multi-node setups: DaemonSet ci/bk runs one \
+             buildkitd on every node. Use a Deployment with replicas: 1, or enable sticky \
+             multi-instance mode and front it with a Service using sessionAffinity: ClientIP."
+        );
+    }
+
+    #[test]
+    fn accepts_unrelated_workload_with_many_replicas() {
+        let (w, found) = workload(WorkloadKind::Deployment, Some(30), "nginx");
+        assert_eq!(demand("Deployment ci/web", &w, &found), None);
+        let (w, found) = workload(WorkloadKind::DaemonSet, None, "fluent-bit");
+        assert_eq!(demand("DaemonSet ci/logs", &w, &found), None);
+    }
+
+    #[test]
+    fn all_in_one_runner_deployment_is_not_a_buildkitd_demand() {
+        let (w, found) = workload(WorkloadKind::Deployment, Some(4), "earthly/earthly");
+        assert_eq!(demand("Deployment ci/runners", &w, &found), None);
+    }
+
+    #[test]
+    fn metadata_only_update_keeps_the_shape() {
+        let (old, _) = workload(WorkloadKind::Deployment, Some(3), "earthly/buildkitd");
+        let mut new = old.clone();
+        new.name = "renamed-in-metadata-only".to_owned();
+        assert!(same_shape(&old, &new));
+        new.replicas = Some(2);
+        assert!(!same_shape(&old, &new));
+        let (bumped, _) = workload(WorkloadKind::Deployment, Some(3), "earthly/buildkitd:v2");
+        assert!(!same_shape(&old, &bumped));
+    }
+
+    #[test]
+    fn replicaset_of_a_deployment_is_judged_through_it() {
+        let meta: ObjectMeta = serde_json::from_value(json!({"ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bk", "uid": "u", "controller": true}
+        ]}))
+        .expect("meta");
+        assert!(judged_through_owner(WorkloadKind::ReplicaSet, &meta));
+        assert!(!judged_through_owner(WorkloadKind::StatefulSet, &meta));
+        assert!(!judged_through_owner(
+            WorkloadKind::ReplicaSet,
+            &ObjectMeta::default()
+        ));
+    }
+}
