@@ -108,7 +108,7 @@ pub struct ServeArgs {
     )]
     pub admin_listen: SocketAddr,
     /// Where the development CA is written when no certificate is given
-    /// [default: <temp dir>/earthly-webhook/dev-ca.pem].
+    /// [default: `<temp dir>/earthly-webhook/dev-ca.pem`].
     #[arg(long, env = "EARTHLY_WEBHOOK_DEV_CA_OUT")]
     pub dev_ca_out: Option<PathBuf>,
     /// How often the certificate files are checked for changes.
