@@ -48,6 +48,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the HTTPS admission webhook server.
     Serve(ServeArgs),
+    /// Check manifests offline: what the webhook would mutate, warn about and deny.
+    Check(crate::check::CheckArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -193,6 +195,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Check(args) => return runtime.block_on(crate::check::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
