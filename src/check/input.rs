@@ -33,13 +33,13 @@ impl Source {
 }
 
 /// How messages and reports name standard input.
-pub const STDIN_NAME: &str = "-";
+pub const STDIN_NAME: &str = "<stdin>";
 
 /// Where an object came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Origin {
-    /// The file as given on the command line (or found in a directory); `-` for standard input.
+    /// The file as given on the command line (or found in a directory); `<stdin>` for `-`.
     pub file: String,
     /// 1-based number of the YAML document in the file, counting empty ones.
     pub document: usize,

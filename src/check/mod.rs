@@ -15,8 +15,10 @@
 //! [`MemoryCluster`]); what is not in the input is reported as unknown, never guessed.
 
 pub mod input;
+pub mod lookups;
 pub mod output;
 pub mod request;
+pub mod template;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -25,19 +27,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use json_patch::jsonptr::{Pointer, PointerBuf};
-use json_patch::{AddOperation, Patch, PatchOperation};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use json_patch::{Patch, PatchOperation};
 use kube::core::admission::AdmissionResponse;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::cluster::{MemoryCluster, Workload, WorkloadKind};
-use crate::config::Mode;
+use crate::cluster::MemoryCluster;
+use crate::config::{Config, FailureMode, Mode};
 use crate::review::{Action, Policy, Route};
 use input::{Document, Object, Origin, Source};
+use lookups::InputCluster;
 use output::{OutputFormat, Style};
-use request::{CHECK_UID, Submission, group_version, is_namespaced, review_object};
+use request::{Submission, is_namespaced, review_object};
+use template::{rebase_patch, template_path, template_pod};
 
 /// Exit status when every object is admitted (possibly mutated, possibly with warnings).
 pub const EXIT_ALLOWED: u8 = 0;
@@ -216,106 +218,6 @@ impl Report {
     }
 }
 
-/// Where a kind keeps the pod template its controller makes pods from.
-pub fn template_path(api_version: &str, kind: &str) -> Option<&'static str> {
-    match (group_version(api_version).0, kind) {
-        ("apps" | "extensions", "Deployment" | "StatefulSet" | "ReplicaSet" | "DaemonSet")
-        | ("", "ReplicationController")
-        | ("batch", "Job") => Some("/spec/template"),
-        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template"),
-        _ => None,
-    }
-}
-
-/// The controller that owns the pods: a Deployment's pods belong to a ReplicaSet and a
-/// CronJob's to a Job; the others own their pods themselves.
-fn pod_owner<'a>(api_version: &'a str, kind: &'a str) -> (&'a str, &'a str) {
-    match kind {
-        "Deployment" => ("apps/v1", "ReplicaSet"),
-        "CronJob" => ("batch/v1", "Job"),
-        _ => (api_version, kind),
-    }
-}
-
-/// The Pod a controller would create from `obj`'s template, as the apiserver would send it to
-/// `/mutate`: the template's metadata and spec, a generated name, the namespace and a
-/// controller owner reference (so it is never taken for a bare pod).
-pub fn template_pod(obj: &Object, path: &str, namespace: &str) -> Option<Value> {
-    let template = obj.value.pointer(path)?;
-    let spec = template.get("spec")?.clone();
-    let mut metadata = template
-        .get("metadata")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let name = obj
-        .metadata
-        .name
-        .clone()
-        .or_else(|| obj.metadata.generate_name.clone())
-        .unwrap_or_default();
-    let (owner_api_version, owner_kind) = pod_owner(&obj.api_version, &obj.kind);
-    metadata.remove("name");
-    metadata.insert(
-        "generateName".to_owned(),
-        json!(format!("{}-", name.trim_end_matches('-'))),
-    );
-    metadata.insert("namespace".to_owned(), json!(namespace));
-    metadata.insert(
-        "ownerReferences".to_owned(),
-        json!([{
-            "apiVersion": owner_api_version,
-            "kind": owner_kind,
-            "name": name,
-            "uid": CHECK_UID,
-            "controller": true,
-            "blockOwnerDeletion": true,
-        }]),
-    );
-    Some(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": spec,
-    }))
-}
-
-/// Moves a patch computed for a Pod onto the pod template at `base` (`/spec/template`):
-/// `/spec/...` becomes `/spec/template/spec/...`. When it touches metadata the template lacks,
-/// the metadata mapping is created first.
-pub fn rebase_patch(patch: Patch, base: &str, template: &Value) -> Result<Patch, String> {
-    let base = PointerBuf::parse(base).map_err(|e| format!("bad pointer {base:?}: {e}"))?;
-    let metadata = Pointer::from_static("/metadata");
-    let move_ptr = |p: &mut PointerBuf| *p = base.concat(p);
-    let mut ops = Vec::with_capacity(patch.0.len() + 1);
-    if template.get("metadata").is_none()
-        && patch.0.iter().any(|op| op.path().starts_with(metadata))
-    {
-        ops.push(PatchOperation::Add(AddOperation {
-            path: base.concat(metadata),
-            value: json!({}),
-        }));
-    }
-    for mut op in patch.0 {
-        match &mut op {
-            PatchOperation::Add(o) => move_ptr(&mut o.path),
-            PatchOperation::Remove(o) => move_ptr(&mut o.path),
-            PatchOperation::Replace(o) => move_ptr(&mut o.path),
-            PatchOperation::Test(o) => move_ptr(&mut o.path),
-            PatchOperation::Move(o) => {
-                move_ptr(&mut o.path);
-                move_ptr(&mut o.from);
-            }
-            PatchOperation::Copy(o) => {
-                move_ptr(&mut o.path);
-                move_ptr(&mut o.from);
-            }
-        }
-        ops.push(op);
-    }
-    Ok(Patch(ops))
-}
-
 /// The namespace an object is created in: its own, else the default; `None` when cluster-scoped.
 fn namespace_of(obj: &Object, default: &str) -> Option<String> {
     if !is_namespaced(&obj.kind) {
@@ -328,112 +230,6 @@ fn namespace_of(obj: &Object, default: &str) -> Option<String> {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| default.to_owned()),
     )
-}
-
-/// A workload as the lookups see it, when `obj` is one and reads as one.
-fn workload_of(obj: &Object, namespace: &str) -> Option<Workload> {
-    if !matches!(group_version(&obj.api_version).0, "apps" | "extensions") {
-        return None;
-    }
-    let kind = WorkloadKind::parse(&obj.kind)?;
-    let spec = obj.value.get("spec")?;
-    let template = serde_json::from_value(spec.get("template")?.clone()).ok()?;
-    let selector = spec
-        .get("selector")
-        .and_then(|s| serde_json::from_value(s.clone()).ok());
-    let replicas = match kind {
-        WorkloadKind::DaemonSet => None,
-        _ => spec
-            .get("replicas")
-            .and_then(Value::as_i64)
-            .and_then(|r| i32::try_from(r).ok()),
-    };
-    Some(Workload {
-        kind,
-        namespace: namespace.to_owned(),
-        name: obj.metadata.name.clone().unwrap_or_default(),
-        replicas,
-        selector,
-        template,
-    })
-}
-
-/// The cluster as the input describes it: its Namespaces, workloads, Services and Pods, plus
-/// one pod per long-running workload (it will exist once the workload runs). Partial: a lookup
-/// of anything else answers "unknown".
-struct InputCluster {
-    base: MemoryCluster,
-    /// Pods with the index of the object they come from, so a pod under review is not counted
-    /// as already existing.
-    pods: Vec<(usize, Pod)>,
-}
-
-impl InputCluster {
-    fn new(objects: &[(Object, Option<String>)]) -> Self {
-        let mut base = MemoryCluster {
-            partial: true,
-            ..MemoryCluster::default()
-        };
-        let mut pods = Vec::new();
-        for (index, (obj, namespace)) in objects.iter().enumerate() {
-            let Some(ns) = namespace else {
-                if obj.kind == "Namespace" && obj.api_version == "v1" {
-                    base.namespaces.insert(
-                        obj.metadata.name.clone().unwrap_or_default(),
-                        obj.metadata.labels.clone().unwrap_or_default(),
-                    );
-                }
-                continue;
-            };
-            let with_namespace = |mut v: Value| {
-                if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.insert("namespace".to_owned(), json!(ns));
-                }
-                v
-            };
-            match (obj.api_version.as_str(), obj.kind.as_str()) {
-                ("v1", "Service") => {
-                    if let Ok(s) =
-                        serde_json::from_value::<Service>(with_namespace(obj.value.clone()))
-                    {
-                        base.services.push(s);
-                    }
-                }
-                ("v1", "Pod") => {
-                    if let Ok(p) = serde_json::from_value::<Pod>(with_namespace(obj.value.clone()))
-                    {
-                        pods.push((index, p));
-                    }
-                }
-                _ => {}
-            }
-            if let Some(w) = workload_of(obj, ns) {
-                let runs = w.replicas.is_none_or(|r| r > 0);
-                if runs
-                    && let Some(pod) = template_path(&obj.api_version, &obj.kind)
-                        .and_then(|path| template_pod(obj, path, ns))
-                        .and_then(|v| serde_json::from_value::<Pod>(v).ok())
-                {
-                    pods.push((index, pod));
-                }
-                base.workloads.push(w);
-            }
-        }
-        Self { base, pods }
-    }
-
-    /// The view for reviewing object `index`.
-    fn view_for(&self, index: usize) -> MemoryCluster {
-        MemoryCluster {
-            pods: self
-                .pods
-                .iter()
-                .filter(|(i, _)| *i != index)
-                .map(|(_, p)| p.clone())
-                .collect(),
-            ..self.base.clone()
-        }
-    }
 }
 
 /// The reviews made for one object, and what they answered.
@@ -631,6 +427,18 @@ pub async fn check_documents(
     }
 }
 
+/// The policy `check` runs: the policy file (or the defaults) with `cluster.failureMode:
+/// allow`. Offline, a lookup fails only because the input lacks the object; that is a gap to
+/// report (a warning saying what the cluster would have to be asked), not a reason to deny.
+pub fn check_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
+    let mut config = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    config.cluster.failure_mode = FailureMode::Allow;
+    Ok(Policy::new(config)?)
+}
+
 /// Writes to a stream; a reader that went away (`| head`) is not an error.
 fn emit(stream: &mut dyn Write, text: &str) -> Result<(), std::io::Error> {
     match stream
@@ -644,7 +452,7 @@ fn emit(stream: &mut dyn Write, text: &str) -> Result<(), std::io::Error> {
 
 /// Runs `check` and returns its exit status.
 pub async fn run(args: CheckArgs) -> ExitCode {
-    let policy = match crate::cli::load_policy(args.config.as_deref()) {
+    let policy = match check_policy(args.config.as_deref()) {
         Ok(p) => p,
         Err(error) => {
             eprintln!("error: {error:#}");
