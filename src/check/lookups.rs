@@ -36,14 +36,17 @@ fn workload_of(obj: &Object, namespace: &str) -> Option<Workload> {
     })
 }
 
-/// The cluster as the input describes it: its Namespaces, workloads, Services and Pods, plus
-/// one pod per long-running workload (it will exist once the workload runs). Partial: a lookup
-/// of anything else answers "unknown".
+/// The cluster as the input describes it. Namespaces, workloads and Services are known from the
+/// whole input, whatever their order; pods appear in input order, as `kubectl apply` creates
+/// them: the Pods of the input, and one pod for each long-running workload that runs any. A
+/// pod under review is therefore never counted as already there. Partial: a lookup of anything
+/// else answers "unknown".
 pub struct InputCluster {
-    base: MemoryCluster,
-    /// Pods with the index of the object they come from, so a pod under review is not counted
-    /// as already existing.
+    view: MemoryCluster,
+    /// The pods the objects make, with the index of the object, in input order.
     pods: Vec<(usize, Pod)>,
+    /// How many of `pods` are in `view` so far.
+    added: usize,
 }
 
 impl InputCluster {
@@ -97,19 +100,21 @@ impl InputCluster {
                 base.workloads.push(w);
             }
         }
-        Self { base, pods }
+        Self {
+            view: base,
+            pods,
+            added: 0,
+        }
     }
 
-    /// The view for reviewing object `index`.
-    pub fn view_for(&self, index: usize) -> MemoryCluster {
-        MemoryCluster {
-            pods: self
-                .pods
-                .iter()
-                .filter(|(i, _)| *i != index)
-                .map(|(_, p)| p.clone())
-                .collect(),
-            ..self.base.clone()
+    /// The cluster as object `index` finds it: the pods of the objects before it are there.
+    pub fn before(&mut self, index: usize) -> &MemoryCluster {
+        while let Some((i, pod)) = self.pods.get(self.added)
+            && *i < index
+        {
+            self.view.pods.push(pod.clone());
+            self.added += 1;
         }
+        &self.view
     }
 }

@@ -12,7 +12,8 @@
 //! - anything else: `/validate`.
 //!
 //! Lookups the rules make are answered from the other objects of the same input (a partial
-//! [`MemoryCluster`]); what is not in the input is reported as unknown, never guessed.
+//! [`MemoryCluster`], pods appearing in input order); what is not in the input is reported as
+//! unknown, never guessed.
 
 pub mod input;
 pub mod lookups;
@@ -414,11 +415,11 @@ pub async fn check_documents(
         .flat_map(|d| d.objects.iter())
         .map(|o| (o.clone(), namespace_of(o, &options.namespace)))
         .collect();
-    let cluster = InputCluster::new(&objects);
+    let mut cluster = InputCluster::new(&objects);
     let mut reports = Vec::with_capacity(objects.len());
     for (index, (obj, namespace)) in objects.iter().enumerate() {
-        let view = cluster.view_for(index);
-        reports.push(check_object(policy, &view, options.mode, obj, namespace.as_deref()).await);
+        let view = cluster.before(index);
+        reports.push(check_object(policy, view, options.mode, obj, namespace.as_deref()).await);
     }
     Report {
         mode: options.mode.unwrap_or(policy.config().policy.default_mode),

@@ -202,6 +202,68 @@ pub fn yaml(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::input::Origin;
+    use std::collections::BTreeMap;
+
+    fn report(objects: Vec<ObjectReport>) -> Report {
+        Report {
+            mode: Mode::Audit,
+            objects,
+            documents: Vec::new(),
+        }
+    }
+
+    fn object(verdict: Outcome) -> ObjectReport {
+        ObjectReport {
+            origin: Origin {
+                file: "x.yaml".to_owned(),
+                document: 2,
+                item: Some(3),
+                helm_source: Some("chart/templates/job.yaml".to_owned()),
+            },
+            api_version: "batch/v1".to_owned(),
+            kind: "Job".to_owned(),
+            namespace: Some("ci".to_owned()),
+            name: "build-*".to_owned(),
+            verdict,
+            warnings: vec!["w1".to_owned(), "w2".to_owned()],
+            denials: Vec::new(),
+            audit_annotations: BTreeMap::new(),
+            patch: json_patch::Patch::default(),
+            patch_operations: BTreeMap::new(),
+            mutated: Value::Null,
+        }
+    }
+
+    #[test]
+    fn text_report_lists_denials_warnings_and_audit_annotations() {
+        let mut o = object(Outcome::Denied);
+        o.denials.push("no".to_owned());
+        o.audit_annotations
+            .insert("rule".to_owned(), "recorded".to_owned());
+        assert_eq!(
+            text(&report(vec![o]), Style { color: false }),
+            "Job ci/build-*: denied, 2 warnings (x.yaml document 2 item 3, chart/templates/job.yaml)
+  denied: no
+  warning: w1
+  warning: w2
+  audit annotation rule: recorded
+
+1 object checked in audit mode: 0 allowed, 0 mutated, 1 denied; 2 warnings
+"
+        );
+    }
+
+    #[test]
+    fn text_report_colours_only_when_asked() {
+        let r = report(vec![object(Outcome::Mutated)]);
+        let coloured = text(&r, Style { color: true });
+        assert!(
+            coloured
+                .starts_with("Job ci/build-*: \x1b[36mmutated\x1b[0m, \x1b[33m2 warnings\x1b[0m")
+        );
+        assert!(!text(&r, Style { color: false }).contains('\x1b'));
+    }
 
     #[test]
     fn colour_needs_a_terminal_and_no_no_color() {

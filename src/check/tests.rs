@@ -419,8 +419,8 @@ fn input_cluster(yaml: &str) -> InputCluster {
 
 #[tokio::test]
 async fn lookups_are_answered_from_the_input() {
-    let cluster = input_cluster(CLUSTER_INPUT);
-    let view = cluster.view_for(usize::MAX);
+    let mut cluster = input_cluster(CLUSTER_INPUT);
+    let view = cluster.before(usize::MAX);
     let labels = view
         .namespace_labels("ci")
         .await
@@ -447,7 +447,8 @@ async fn lookups_are_answered_from_the_input() {
 
 #[tokio::test]
 async fn what_is_not_in_the_input_is_unknown() {
-    let view = input_cluster(CLUSTER_INPUT).view_for(usize::MAX);
+    let mut cluster = input_cluster(CLUSTER_INPUT);
+    let view = cluster.before(usize::MAX);
     assert_eq!(
         view.namespace_labels("default").await,
         Err(LookupError::Unknown(
@@ -461,22 +462,21 @@ async fn what_is_not_in_the_input_is_unknown() {
 }
 
 #[tokio::test]
-async fn a_pod_under_review_does_not_see_itself() {
-    let cluster = input_cluster(CLUSTER_INPUT);
-    let bare = 5; // the sixth object
+async fn pods_appear_in_input_order_and_never_see_themselves() {
+    let mut cluster = input_cluster(CLUSTER_INPUT);
     let selector = [("app".to_owned(), "bk".to_owned())].into_iter().collect();
-    let pods = cluster
-        .view_for(bare)
-        .pods("ci", &selector)
-        .await
-        .expect("pods");
-    assert_eq!(pods.len(), 1);
-    assert_eq!(pods[0].metadata.generate_name.as_deref(), Some("bk-"));
+    // Reviewing the Deployment (the second object): its own pod is not there yet.
+    let at_deployment = cluster.before(1).pods("ci", &selector).await.expect("pods");
+    assert!(at_deployment.is_empty());
+    // Reviewing the bare pod (the sixth object): the Deployment's pod is, the bare pod is not.
+    let at_bare = cluster.before(5).pods("ci", &selector).await.expect("pods");
+    assert_eq!(at_bare.len(), 1);
+    assert_eq!(at_bare[0].metadata.generate_name.as_deref(), Some("bk-"));
     // A workload scaled to zero runs no pod.
     let off = [("app".to_owned(), "off".to_owned())].into_iter().collect();
     assert!(
         cluster
-            .view_for(bare)
+            .before(6)
             .pods("ci", &off)
             .await
             .expect("pods")
