@@ -544,7 +544,9 @@ async fn server_and_check_give_the_same_answer_for_every_fixture() {
     let policy = Policy::new(Config::default()).expect("policy");
     let routes = [
         ("/mutate", Action::Mutate, None),
+        ("/mutate/enforce", Action::Mutate, Some(Mode::Enforce)),
         ("/mutate/warn", Action::Mutate, Some(Mode::Warn)),
+        ("/mutate/audit", Action::Mutate, Some(Mode::Audit)),
         ("/validate", Action::Validate, None),
         ("/validate/enforce", Action::Validate, Some(Mode::Enforce)),
         ("/validate/warn", Action::Validate, Some(Mode::Warn)),

@@ -37,9 +37,11 @@ use crate::cluster::MemoryCluster;
 use crate::config::{Config, FailureMode, Mode};
 use crate::review::{Action, Policy, Route};
 use input::{Document, Object, Origin, Source};
+pub use request::{Submission, Subresource, review_object};
+
 use lookups::InputCluster;
 use output::{OutputFormat, Style};
-use request::{Submission, is_namespaced, review_object};
+use request::is_namespaced;
 use template::{rebase_patch, template_path, template_pod};
 
 /// Exit status when every object is admitted (possibly mutated, possibly with warnings).
