@@ -497,6 +497,15 @@ fn fixture_cluster() -> MemoryCluster {
     cluster
 }
 
+/// A server whose fake API is [`fixture_cluster`].
+async fn fixture_server() -> TestServer {
+    TestServer::start_with(Options {
+        cluster: Arc::new(fixture_cluster()),
+        ..Options::default()
+    })
+    .await
+}
+
 /// The fixture's object, namespace, operation, old object and subresource, as `check` takes
 /// them.
 struct Request {
@@ -536,11 +545,7 @@ fn comparable(answer: &Value) -> Value {
 #[tokio::test]
 async fn server_and_check_give_the_same_answer_for_every_fixture() {
     let cluster = fixture_cluster();
-    let server = TestServer::start_with(Options {
-        cluster: Arc::new(cluster.clone()),
-        ..Options::default()
-    })
-    .await;
+    let server = fixture_server().await;
     let policy = Policy::new(Config::default()).expect("policy");
     let routes = [
         ("/mutate", Action::Mutate, None),
@@ -597,11 +602,7 @@ fn with_its_namespace(req: &Request) -> Vec<earthly_webhook::check::input::Docum
 /// says at `/mutate` and then at `/validate` for the patched pod.
 #[tokio::test]
 async fn check_pipeline_answers_pods_like_the_server() {
-    let server = TestServer::start_with(Options {
-        cluster: Arc::new(fixture_cluster()),
-        ..Options::default()
-    })
-    .await;
+    let server = fixture_server().await;
     let policy = Policy::new(Config::default()).expect("policy");
     for name in fixture_names()
         .into_iter()
@@ -641,11 +642,7 @@ async fn check_pipeline_answers_pods_like_the_server() {
 /// and Deployment fixtures against the pods the job and replicaset controllers sent.
 #[tokio::test]
 async fn template_patches_match_the_patches_of_the_pods_controllers_created() {
-    let server = TestServer::start_with(Options {
-        cluster: Arc::new(fixture_cluster()),
-        ..Options::default()
-    })
-    .await;
+    let server = fixture_server().await;
     let policy = Policy::new(Config::default()).expect("policy");
     for (workload, pod) in [
         (
