@@ -25,14 +25,10 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "EARTHLY_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Log level or filter directives (`info`, `earthly_webhook=debug,warn`).
-    #[arg(
-        long,
-        global = true,
-        env = "EARTHLY_WEBHOOK_LOG_LEVEL",
-        default_value = "info"
-    )]
-    pub log_level: String,
+    /// Log level or filter directives (`info`, `earthly_webhook=debug,warn`) [default: `info`
+    /// for serve; `error` for check and certs, whose results go to stdout].
+    #[arg(long, global = true, env = "EARTHLY_WEBHOOK_LOG_LEVEL")]
+    pub log_level: Option<String>,
 }
 
 /// Log output format.
@@ -48,6 +44,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the HTTPS admission webhook server.
     Serve(ServeArgs),
+    /// Check manifests offline: what the webhook would mutate, warn about and deny.
+    Check(crate::check::CheckArgs),
     /// Generate a CA and a serving certificate for the webhook Service, and print the caBundle.
     Certs(CertsArgs),
 }
@@ -245,7 +243,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // kube's client and our server both use rustls; pick the provider once for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if let Err(error) = init_logging(cli.log_format, &cli.log_level) {
+    let level = cli.log_level.as_deref().unwrap_or(match cli.command {
+        Command::Serve(_) => "info",
+        Command::Check(_) | Command::Certs(_) => "error",
+    });
+    if let Err(error) = init_logging(cli.log_format, level) {
         eprintln!("error: {error:#}");
         return ExitCode::from(2);
     }
@@ -262,6 +264,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Certs(args) => certs(&args),
+        Command::Check(args) => return runtime.block_on(crate::check::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 //! response -> bytes. The decision modules know nothing of HTTP, the CLI or the kube client.
 
 pub mod certs;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -1,0 +1,692 @@
+//! `earthly-webhook check`: the real binary over realistic manifests (golden transcripts, exit
+//! codes, stdin, broken input, output formats), and "one policy, two front ends": every
+//! captured AdmissionReview answered by the HTTPS server and by the check front end alike.
+//!
+//! Goldens live in `tests/data/golden/`; after a deliberate change, regenerate them with
+//! `UPDATE_GOLDEN=1 cargo test --test check` and review the diff.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use common::{Options, TestServer, fixture, fixture_names, patch_of, patched_pod, response};
+use earthly_webhook::check::input::parse_documents;
+use earthly_webhook::check::request::{Submission, Subresource, review_object};
+use earthly_webhook::check::{CheckOptions, Outcome, check_documents};
+use earthly_webhook::cluster::{MemoryCluster, Workload, WorkloadKind};
+use earthly_webhook::config::{Config, Mode};
+use earthly_webhook::review::{Action, Policy, Route};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use kube::core::GroupVersionResource;
+use kube::core::admission::Operation;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const EXAMPLES: &str = "tests/data/manifests/earthly-ci-examples";
+const ALL_IN_ONE: &str = "tests/data/manifests/earthly-ci-examples/all-in-one-earthly.yaml";
+const DENIED: &str = "tests/data/manifests/role-annotation-denied.yaml";
+const BROKEN: &str = "tests/data/manifests/broken/broken-indentation.yaml";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the real binary from the crate root, so paths in its output are the relative ones
+/// given here, with nothing inherited that could change its answer.
+fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_earthly-webhook"));
+    cmd.arg("check")
+        .args(args)
+        .current_dir(root())
+        .env_remove("EARTHLY_WEBHOOK_CONFIG")
+        .env_remove("EARTHLY_WEBHOOK_CHECK_NAMESPACE")
+        .env_remove("EARTHLY_WEBHOOK_CHECK_MODE")
+        .env_remove("EARTHLY_WEBHOOK_CHECK_OUTPUT")
+        .env_remove("EARTHLY_WEBHOOK_LOG_LEVEL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("binary starts");
+    {
+        let mut pipe = child.stdin.take().expect("stdin");
+        if let Some(bytes) = stdin {
+            pipe.write_all(bytes).expect("write stdin");
+        }
+    }
+    child.wait_with_output().expect("binary finishes")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("UTF-8 stdout")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("UTF-8 stderr")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+/// The run as a transcript: command, exit status, stdout and stderr.
+fn transcript(args: &[&str], o: &Output) -> String {
+    let mut t = format!(
+        "$ earthly-webhook check {}\nexit status: {}\n",
+        args.join(" "),
+        code(o)
+    );
+    for (name, text) in [("stdout", stdout(o)), ("stderr", stderr(o))] {
+        if !text.is_empty() {
+            t.push_str(&format!("--- {name}\n{text}"));
+            if !text.ends_with('\n') {
+                t.push_str("\n(no newline at end)\n");
+            }
+        }
+    }
+    t
+}
+
+/// Compares a run with its golden transcript, or rewrites it under `UPDATE_GOLDEN=1`.
+fn golden(name: &str, args: &[&str]) {
+    let file = name.strip_prefix("golden_").unwrap_or(name);
+    let path: PathBuf = root().join("tests/data/golden").join(format!("{file}.txt"));
+    let actual = transcript(args, &run(args, None));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; create it with UPDATE_GOLDEN=1 cargo test --test check",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs; if the change is intended, run UPDATE_GOLDEN=1 cargo test --test check\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+macro_rules! golden_tests {
+    ($($name:ident: [$($arg:expr),* $(,)?];)*) => {
+        $(
+            #[test]
+            fn $name() {
+                golden(stringify!($name), &[$($arg),*]);
+            }
+        )*
+    };
+}
+
+golden_tests! {
+    golden_earthly_ci_examples_text: ["-f", EXAMPLES];
+    golden_earthly_ci_examples_yaml: ["-f", EXAMPLES, "-o", "yaml"];
+    golden_earthly_ci_examples_json: ["-f", EXAMPLES, "-o", "json"];
+    golden_earthly_ci_examples_patch: ["-f", EXAMPLES, "-o", "patch"];
+    golden_helm_template_text: ["-f", "tests/data/manifests/helm-earthly-ci.yaml", "--namespace", "earthly-ci"];
+    golden_helm_template_yaml: ["-f", "tests/data/manifests/helm-earthly-ci.yaml", "--namespace", "earthly-ci", "-o", "yaml"];
+    golden_kubectl_list_text: ["-f", "tests/data/manifests/kubectl-get-list.yaml"];
+    golden_kubectl_list_yaml: ["-f", "tests/data/manifests/kubectl-get-list.yaml", "-o", "yaml"];
+    golden_pod_without_trailing_newline_text: ["-f", "tests/data/manifests/pod-no-trailing-newline.yaml"];
+    golden_pod_json_patch: ["-f", "tests/data/manifests/pod.json", "-o", "patch"];
+    golden_multi_node_buildkitd_text: ["-f", "tests/data/manifests/multi-node-buildkitd.yaml"];
+    golden_role_annotation_denied_text: ["-f", DENIED];
+    golden_role_annotation_warn_mode_text: ["-f", DENIED, "--mode", "warn"];
+    golden_role_annotation_audit_mode_json: ["-f", DENIED, "--mode", "audit", "-o", "json"];
+    golden_broken_yaml: ["-f", "tests/data/manifests/pod.json", "-f", BROKEN];
+}
+
+#[test]
+fn exit_code_is_0_when_everything_is_admitted() {
+    let o = run(&["-f", EXAMPLES], None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).is_empty());
+}
+
+#[test]
+fn exit_code_is_1_when_something_is_denied() {
+    let o = run(&["-f", DENIED], None);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).contains(
+        "  denied: Pod ci/earthly-build-*: annotation earthly.dev/role: \"root\" is not a role"
+    ));
+}
+
+#[test]
+fn warn_mode_exits_0_with_the_denial_as_a_warning() {
+    let o = run(&["-f", DENIED, "--mode", "warn"], None);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains(
+        "  warning: Pod ci/earthly-build-*: annotation earthly.dev/role: \"root\" is not a role"
+    ));
+    assert!(stdout(&o).contains("checked in warn mode"));
+}
+
+#[test]
+fn mode_comes_from_the_policy_file_when_not_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("policy.yaml");
+    std::fs::write(&config, "policy:\n  defaultMode: warn\n").expect("write");
+    let config = config.to_str().expect("UTF-8 path");
+    let o = run(&["-f", DENIED, "--config", config], None);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let o = run(
+        &["-f", DENIED, "--config", config, "--mode", "enforce"],
+        None,
+    );
+    assert_eq!(code(&o), 1);
+}
+
+#[test]
+fn broken_yaml_exits_2_naming_file_and_document() {
+    let o = run(&["-f", BROKEN], None);
+    assert_eq!(code(&o), 2);
+    assert!(stdout(&o).is_empty(), "no report for broken input");
+    assert_eq!(
+        stderr(&o),
+        "error: tests/data/manifests/broken/broken-indentation.yaml document 2: did not find expected key at line 10 column 2, while parsing a block mapping at line 6 column 1\n"
+    );
+}
+
+#[test]
+fn broken_stdin_is_named_stdin() {
+    let o = run(
+        &["-f", "-"],
+        Some(b"apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\n- not\n- an object\n"),
+    );
+    assert_eq!(code(&o), 2);
+    assert_eq!(
+        stderr(&o),
+        "error: <stdin> document 2: expected a Kubernetes object (a mapping with apiVersion and kind), found a sequence\n"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["-f", EXAMPLES, "--mode", "strict"],
+        &["-f", EXAMPLES, "-o", "xml"],
+        &["-f", EXAMPLES, "--namespace", "Not_A_Namespace"],
+        &["-f", EXAMPLES, "--no-such-flag"],
+    ] {
+        let o = run(args, None);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn missing_file_and_bad_policy_file_exit_2() {
+    let o = run(&["-f", "tests/data/manifests/nope.yaml"], None);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).starts_with("error: tests/data/manifests/nope.yaml: "),
+        "{}",
+        stderr(&o)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("policy.yaml");
+    std::fs::write(&config, "policy:\n  defaultMode: block\n").expect("write");
+    let o = run(
+        &["-f", EXAMPLES, "--config", config.to_str().expect("UTF-8")],
+        None,
+    );
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+}
+
+#[test]
+fn empty_input_exits_2() {
+    let o = run(&["-f", "-"], Some(b"# nothing here\n---\n"));
+    assert_eq!(code(&o), 2);
+    assert_eq!(stderr(&o), "error: no Kubernetes objects in the input\n");
+}
+
+#[test]
+fn reads_manifests_from_stdin() {
+    let file = std::fs::read(root().join(ALL_IN_ONE)).expect("manifest");
+    let from_stdin = run(&["-f", "-"], Some(&file));
+    let from_file = run(&["-f", ALL_IN_ONE], None);
+    assert_eq!(code(&from_stdin), 0);
+    assert_eq!(
+        stdout(&from_stdin),
+        stdout(&from_file).replace(ALL_IN_ONE, "<stdin>")
+    );
+    let yaml = run(&["-f", "-", "-o", "yaml"], Some(&file));
+    assert_eq!(
+        stdout(&yaml),
+        stdout(&run(&["-f", ALL_IN_ONE, "-o", "yaml"], None))
+    );
+}
+
+fn yaml_documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).expect("output is YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn yaml_output_reads_back_as_kubernetes_objects_with_the_patch_applied() {
+    let o = run(&["-f", EXAMPLES, "-o", "yaml"], None);
+    assert_eq!(code(&o), 0);
+    let docs = yaml_documents(&stdout(&o));
+    assert_eq!(docs.len(), 4);
+    let job: Job = serde_json::from_value(docs[0].clone()).expect("a Job");
+    let spec = job
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod template spec");
+    let earthly = &spec.containers[0];
+    assert_eq!(
+        earthly.security_context.as_ref().and_then(|s| s.privileged),
+        Some(true)
+    );
+    let mount = earthly
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|m| m.mount_path == "/tmp/earthly")
+        .expect("scratch mount");
+    let volume = spec
+        .volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.name == mount.name)
+        .expect("scratch volume");
+    assert!(volume.empty_dir.is_some());
+    let _: Deployment = serde_json::from_value(docs[1].clone()).expect("a Deployment");
+    let _: Service = serde_json::from_value(docs[2].clone()).expect("a Service");
+    let client: Job = serde_json::from_value(docs[3].clone()).expect("a Job");
+    // The remote client needs no privileges and is left as written.
+    let written = parse_documents(
+        "x",
+        &std::fs::read_to_string(root().join(EXAMPLES).join("remote-buildkitd-earthly.yaml"))
+            .expect("read"),
+    )
+    .expect("parse");
+    assert_eq!(
+        serde_json::to_value(&client).expect("json"),
+        serde_json::to_value(serde_json::from_value::<Job>(written[0].value.clone()).expect("job"))
+            .expect("json")
+    );
+}
+
+#[test]
+fn checking_the_yaml_output_again_changes_nothing() {
+    for (file, namespace) in [
+        (EXAMPLES, "default"),
+        ("tests/data/manifests/helm-earthly-ci.yaml", "earthly-ci"),
+        ("tests/data/manifests/kubectl-get-list.yaml", "default"),
+        (
+            "tests/data/manifests/pod-no-trailing-newline.yaml",
+            "default",
+        ),
+        ("tests/data/manifests/pod.json", "default"),
+    ] {
+        let first = run(&["-f", file, "-n", namespace, "-o", "yaml"], None);
+        assert_ne!(code(&first), 2, "{file}: {}", stderr(&first));
+        let second = run(
+            &["-f", "-", "-n", namespace, "-o", "json"],
+            Some(&first.stdout),
+        );
+        let report: Value = serde_json::from_slice(&second.stdout).expect("json");
+        assert_eq!(report["summary"]["mutated"], json!(0), "{file}: {report:#}");
+        // And the round trip through YAML kept every value, strings like "on" included.
+        let again = run(
+            &["-f", "-", "-n", namespace, "-o", "yaml"],
+            Some(&first.stdout),
+        );
+        assert_eq!(stdout(&again), stdout(&first), "{file}");
+    }
+}
+
+#[test]
+fn yaml_output_quotes_strings_kubectl_would_read_as_booleans() {
+    let o = run(
+        &[
+            "-f",
+            "tests/data/manifests/helm-earthly-ci.yaml",
+            "-o",
+            "yaml",
+        ],
+        None,
+    );
+    let out = stdout(&o);
+    assert!(out.contains("  FORCE_COLOR: \"off\"\n"), "{out}");
+    assert!(out.contains("  NO_COLOR: \"1\"\n"), "{out}");
+    assert!(out.contains("# Source: earthly-ci/templates/nightly-cronjob.yaml\n"));
+}
+
+#[test]
+fn denied_objects_are_left_out_of_the_yaml_output() {
+    let o = run(&["-f", DENIED, "-o", "yaml"], None);
+    assert_eq!(code(&o), 1);
+    let docs = yaml_documents(&stdout(&o));
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["kind"], "ConfigMap");
+    // The report goes to stderr, so stdout can be piped into kubectl.
+    assert!(stderr(&o).contains("Job ci/earthly-build: denied"));
+}
+
+#[test]
+fn patch_output_applies_to_the_manifest_and_gives_the_yaml_output() {
+    let patches = stdout(&run(&["-f", EXAMPLES, "-o", "patch"], None));
+    let yaml = yaml_documents(&stdout(&run(&["-f", EXAMPLES, "-o", "yaml"], None)));
+    let (header, body) = patches.split_once('\n').expect("header line");
+    assert_eq!(
+        header,
+        "# Job default/earthly (tests/data/manifests/earthly-ci-examples/all-in-one-earthly.yaml document 1)"
+    );
+    let patch: json_patch::Patch = serde_json::from_str(body).expect("one JSON patch");
+    let written = std::fs::read_to_string(root().join(ALL_IN_ONE)).expect("read");
+    let mut job = parse_documents("x", &written).expect("parse")[0]
+        .value
+        .clone();
+    json_patch::patch(&mut job, &patch).expect("patch applies");
+    assert_eq!(job, yaml[0]);
+}
+
+#[test]
+fn json_report_has_the_documented_fields() {
+    let o = run(&["-f", EXAMPLES, "-o", "json"], None);
+    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object().expect("object").keys().cloned().collect()
+    };
+    let set =
+        |names: &[&str]| -> BTreeSet<String> { names.iter().map(|s| s.to_string()).collect() };
+    assert_eq!(
+        keys(&report),
+        set(&["version", "mode", "summary", "objects"])
+    );
+    assert_eq!(report["version"], json!(1));
+    assert_eq!(report["mode"], json!("enforce"));
+    assert_eq!(
+        keys(&report["summary"]),
+        set(&["objects", "allowed", "mutated", "denied", "warnings"])
+    );
+    assert_eq!(report["summary"]["objects"], json!(4));
+    assert_eq!(report["summary"]["mutated"], json!(1));
+    let warnings: usize = report["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .map(|o| o["warnings"].as_array().expect("warnings").len())
+        .sum();
+    assert_eq!(report["summary"]["warnings"], json!(warnings));
+    for object in report["objects"].as_array().expect("objects") {
+        assert_eq!(
+            keys(object),
+            set(&[
+                "file",
+                "document",
+                "item",
+                "helmSource",
+                "apiVersion",
+                "kind",
+                "namespace",
+                "name",
+                "verdict",
+                "warnings",
+                "denials",
+                "auditAnnotations",
+                "patch",
+                "patchOperations",
+            ])
+        );
+    }
+    let job = &report["objects"][0];
+    assert_eq!(job["verdict"], "mutated");
+    assert_eq!(job["patchOperations"], json!({"scratch_volume": 2}));
+    assert_eq!(job["patch"][0]["path"], "/spec/template/spec/volumes/-");
+}
+
+#[test]
+fn output_is_not_coloured_when_not_a_terminal() {
+    let o = run(&["-f", DENIED], None);
+    assert!(!stdout(&o).contains('\x1b'));
+}
+
+// One policy, two front ends.
+
+/// The fake API both front ends ask: the workloads, Service and namespace of the fixtures.
+fn fixture_cluster() -> MemoryCluster {
+    let mut cluster = MemoryCluster::default();
+    cluster
+        .namespaces
+        .insert("earthly-ci".to_owned(), Default::default());
+    cluster
+        .namespaces
+        .insert("ci".to_owned(), Default::default());
+    for name in fixture_names() {
+        let review: Value = serde_json::from_slice(&fixture(&name)).expect("fixture");
+        let object = &review["request"]["object"];
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+        if kind == "Service" {
+            cluster
+                .services
+                .push(serde_json::from_value(object.clone()).expect("service"));
+        } else if let Some(kind) = WorkloadKind::parse(kind) {
+            cluster.workloads.push(Workload {
+                kind,
+                namespace: namespace.to_owned(),
+                name: object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                replicas: object["spec"]["replicas"].as_i64().map(|r| r as i32),
+                selector: serde_json::from_value(object["spec"]["selector"].clone()).ok(),
+                template: serde_json::from_value(object["spec"]["template"].clone())
+                    .expect("template"),
+            });
+        }
+    }
+    cluster
+}
+
+/// A server whose fake API is [`fixture_cluster`].
+async fn fixture_server() -> TestServer {
+    TestServer::start_with(Options {
+        cluster: Arc::new(fixture_cluster()),
+        ..Options::default()
+    })
+    .await
+}
+
+/// The fixture's object, namespace, operation, old object and subresource, as `check` takes
+/// them.
+struct Request {
+    object: Value,
+    old_object: Option<Value>,
+    namespace: Option<String>,
+    operation: Operation,
+    subresource: Option<Subresource>,
+}
+
+fn request_of(body: &[u8]) -> Request {
+    let review: Value = serde_json::from_slice(body).expect("fixture");
+    let r = &review["request"];
+    Request {
+        object: r["object"].clone(),
+        old_object: Some(r["oldObject"].clone()).filter(|v| !v.is_null()),
+        namespace: r["namespace"].as_str().map(str::to_owned),
+        operation: serde_json::from_value(r["operation"].clone()).expect("operation"),
+        subresource: r["subResource"].as_str().map(|name| Subresource {
+            resource: GroupVersionResource::gvr(
+                r["resource"]["group"].as_str().unwrap_or_default(),
+                r["resource"]["version"].as_str().unwrap_or_default(),
+                r["resource"]["resource"].as_str().unwrap_or_default(),
+            ),
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// What must be identical: everything in the response but the uid.
+fn comparable(answer: &Value) -> Value {
+    let mut r = response(answer).clone();
+    r.as_object_mut().expect("response").remove("uid");
+    r
+}
+
+#[tokio::test]
+async fn server_and_check_give_the_same_answer_for_every_fixture() {
+    let cluster = fixture_cluster();
+    let server = fixture_server().await;
+    let policy = Policy::new(Config::default()).expect("policy");
+    let routes = [
+        ("/mutate", Action::Mutate, None),
+        ("/mutate/enforce", Action::Mutate, Some(Mode::Enforce)),
+        ("/mutate/warn", Action::Mutate, Some(Mode::Warn)),
+        ("/mutate/audit", Action::Mutate, Some(Mode::Audit)),
+        ("/validate", Action::Validate, None),
+        ("/validate/enforce", Action::Validate, Some(Mode::Enforce)),
+        ("/validate/warn", Action::Validate, Some(Mode::Warn)),
+        ("/validate/audit", Action::Validate, Some(Mode::Audit)),
+    ];
+    let mut compared = 0;
+    for name in fixture_names() {
+        let body = fixture(&name);
+        let req = request_of(&body);
+        let submission = Submission {
+            object: &req.object,
+            namespace: req.namespace.as_deref(),
+            operation: req.operation.clone(),
+            old_object: req.old_object.as_ref(),
+            subresource: req.subresource.clone(),
+        };
+        for (path, action, mode) in routes {
+            let from_server = server.review(path, body.clone()).await;
+            let reviewed = review_object(&policy, &cluster, Route { action, mode }, &submission)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let from_check: Value =
+                serde_json::from_slice(&reviewed.to_json().expect("json")).expect("json");
+            assert_eq!(
+                comparable(&from_check),
+                comparable(&from_server),
+                "{name} {path}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, fixture_names().len() * routes.len());
+    server.stop().await;
+}
+
+/// The fixture's object as `check` input, after its Namespace, so lookups of the namespace
+/// find what the server's fake API holds (`fixture_cluster`).
+fn with_its_namespace(req: &Request) -> Vec<earthly_webhook::check::input::Document> {
+    let namespace = req.namespace.as_deref().expect("namespaced fixture");
+    let input = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\n{}",
+        req.object
+    );
+    parse_documents("fixture", &input).expect("object reads")
+}
+
+/// The check pipeline on a pod (mutate, then validate the mutated pod) says what the server
+/// says at `/mutate` and then at `/validate` for the patched pod.
+#[tokio::test]
+async fn check_pipeline_answers_pods_like_the_server() {
+    let server = fixture_server().await;
+    let policy = Policy::new(Config::default()).expect("policy");
+    for name in fixture_names()
+        .into_iter()
+        .filter(|n| n.starts_with("pod-"))
+    {
+        let body = fixture(&name);
+        let mutated = server.review("/mutate", body.clone()).await;
+        let (patched, _) = patched_pod(&body, &mutated);
+        let validated = server
+            .review("/validate", common::with_object(&body, patched))
+            .await;
+        let strings = |answer: &Value| -> Vec<String> {
+            serde_json::from_value(response(answer)["warnings"].clone()).unwrap_or_default()
+        };
+        let mut warnings = strings(&mutated);
+        warnings.extend(strings(&validated));
+
+        let docs = with_its_namespace(&request_of(&body));
+        let report = check_documents(&policy, docs, &CheckOptions::default()).await;
+        let checked = &report.objects[1];
+        assert_eq!(
+            checked.patch,
+            patch_of(&mutated).unwrap_or_default(),
+            "{name}"
+        );
+        assert_eq!(checked.warnings, warnings, "{name}");
+        assert_eq!(
+            checked.verdict != Outcome::Denied,
+            response(&validated)["allowed"] == json!(true),
+            "{name}"
+        );
+    }
+    server.stop().await;
+}
+
+/// A workload's template is mutated exactly as the pod its controller created was: the Job
+/// and Deployment fixtures against the pods the job and replicaset controllers sent.
+#[tokio::test]
+async fn template_patches_match_the_patches_of_the_pods_controllers_created() {
+    let server = fixture_server().await;
+    let policy = Policy::new(Config::default()).expect("policy");
+    for (workload, pod) in [
+        (
+            "job-create-earthly-all-in-one-dryrun.json",
+            "pod-create-earthly-all-in-one-from-job.json",
+        ),
+        (
+            "deployment-create-buildkitd-one-replica.json",
+            "pod-create-buildkitd-from-replicaset.json",
+        ),
+    ] {
+        let from_server = server.review("/mutate", fixture(pod)).await;
+        let docs = with_its_namespace(&request_of(&fixture(workload)));
+        let report = check_documents(&policy, docs, &CheckOptions::default()).await;
+        let checked = &report.objects[1];
+        let unrebased: Vec<Value> = checked
+            .patch
+            .0
+            .iter()
+            .map(|op| {
+                let mut v = serde_json::to_value(op).expect("op");
+                let path = v["path"]
+                    .as_str()
+                    .expect("path")
+                    .replacen("/spec/template", "", 1);
+                v["path"] = json!(path);
+                v
+            })
+            .collect();
+        let server_ops: Vec<Value> = patch_of(&from_server)
+            .map(|p| {
+                p.0.iter()
+                    .map(|op| serde_json::to_value(op).expect("op"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(unrebased, server_ops, "{workload}");
+        let server_warnings: Vec<String> =
+            serde_json::from_value(response(&from_server)["warnings"].clone()).unwrap_or_default();
+        assert!(
+            server_warnings.iter().all(|w| checked.warnings.contains(w)),
+            "{workload}: {:?} vs {server_warnings:?}",
+            checked.warnings
+        );
+    }
+    server.stop().await;
+}
