@@ -630,23 +630,24 @@ mod tests {
         assert_eq!(r.summary.verdict, Verdict::Denied);
     }
 
-    #[tokio::test]
-    async fn warn_mode_admits_a_violation_with_a_warning() {
+    /// Reviews the test pod with an unreadable role annotation at /validate in `mode`.
+    async fn bad_role_at_validate(mode: Mode) -> Reviewed {
         let body = POD_REVIEW.replace(
             r#""metadata":{"name":"p"}"#,
             r#""metadata":{"name":"p","annotations":{"earthly.dev/role":"root"}}"#,
         );
-        let r = review_body(
-            &policy(),
-            &NoCluster,
-            Route {
-                action: Action::Validate,
-                mode: Some(Mode::Warn),
-            },
-            body.as_bytes(),
-        )
-        .await
-        .expect("review");
+        let route = Route {
+            action: Action::Validate,
+            mode: Some(mode),
+        };
+        review_body(&policy(), &NoCluster, route, body.as_bytes())
+            .await
+            .expect("review")
+    }
+
+    #[tokio::test]
+    async fn warn_mode_admits_a_violation_with_a_warning() {
+        let r = bad_role_at_validate(Mode::Warn).await;
         let resp = r.response();
         assert!(resp.allowed);
         assert!(
@@ -657,21 +658,7 @@ mod tests {
 
     #[tokio::test]
     async fn audit_mode_records_an_audit_annotation() {
-        let body = POD_REVIEW.replace(
-            r#""metadata":{"name":"p"}"#,
-            r#""metadata":{"name":"p","annotations":{"earthly.dev/role":"root"}}"#,
-        );
-        let r = review_body(
-            &policy(),
-            &NoCluster,
-            Route {
-                action: Action::Validate,
-                mode: Some(Mode::Audit),
-            },
-            body.as_bytes(),
-        )
-        .await
-        .expect("review");
+        let r = bad_role_at_validate(Mode::Audit).await;
         let resp = r.response();
         assert!(resp.allowed);
         assert!(resp.warnings.is_none());
