@@ -175,39 +175,104 @@ impl CertFiles {
 }
 
 /// Polls the files every `interval` and swaps the store's certificate when they change, until
-/// `shutdown` fires.
-pub async fn watch(
+/// `shutdown` fires. The files are looked at when this is called, not when the future first
+/// runs, so a change made in between is not missed.
+pub fn watch(
     files: CertFiles,
     store: Arc<CertStore>,
     interval: Duration,
     shutdown: CancellationToken,
     on_reload: impl Fn(bool) + Send + 'static,
-) {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut last = (stamp(&files.cert), stamp(&files.key));
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let now = (stamp(&files.cert), stamp(&files.key));
-        if now == last {
-            continue;
-        }
-        // A writer may be between the two files: the half-written pair fails the key check,
-        // the old certificate stays, and the next poll sees the second file change and retries.
-        last = now;
-        match files.load() {
-            Ok(key) => {
-                store.replace(key);
-                tracing::info!(cert = %files.cert.display(), "reloaded TLS certificate");
-                on_reload(true);
+    async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
             }
-            Err(error) => {
-                tracing::warn!(%error, "new TLS certificate is not usable; keeping the old one");
-                on_reload(false);
+            let now = (stamp(&files.cert), stamp(&files.key));
+            if now == last {
+                continue;
+            }
+            // A writer may be between the two files: the half-written pair fails the key check,
+            // the old certificate stays, and the next poll sees the second file change and
+            // retries.
+            last = now;
+            match files.load() {
+                Ok(key) => {
+                    store.replace(key);
+                    tracing::info!(cert = %files.cert.display(), "reloaded TLS certificate");
+                    on_reload(true);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "new TLS certificate is not usable; keeping the old one");
+                    on_reload(false);
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a fresh pair the way a Secret volume is updated: new files renamed into place, so
+    /// each gets a new inode even when it has the same size and modification time.
+    fn write_pair(dir: &Path, ca: &str) -> CertFiles {
+        let g = crate::certs::generate(ca, &["localhost".to_owned()], 1).expect("generate");
+        let files = CertFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+        };
+        for (path, pem) in [(&files.cert, &g.cert_pem), (&files.key, &g.key_pem)] {
+            let tmp = path.with_extension("new");
+            std::fs::write(&tmp, pem).expect("write");
+            std::fs::rename(&tmp, path).expect("rename");
+        }
+        files
+    }
+
+    #[tokio::test]
+    async fn reloads_are_reported_to_the_hook_and_a_bad_pair_keeps_the_old_one() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = write_pair(dir.path(), "first CA");
+        let store = CertStore::new(files.load().expect("load"));
+        let first = store.current();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let watcher = tokio::spawn(watch(
+            files.clone(),
+            store.clone(),
+            Duration::from_millis(10),
+            shutdown.clone(),
+            move |ok| {
+                let _ = tx.send(ok);
+            },
+        ));
+
+        write_pair(dir.path(), "second CA");
+        // The watcher may see the new certificate before the new key (a mismatched pair, kept
+        // out); it reloads once both are there.
+        loop {
+            if rx.recv().await.expect("watcher running") {
+                break;
+            }
+        }
+        let second = store.current();
+        assert!(!Arc::ptr_eq(&first, &second));
+
+        let tmp = files.key.with_extension("new");
+        std::fs::write(&tmp, "not a key").expect("write");
+        std::fs::rename(&tmp, &files.key).expect("rename");
+        assert_eq!(rx.recv().await, Some(false));
+        assert!(Arc::ptr_eq(&second, &store.current()), "old pair kept");
+
+        shutdown.cancel();
+        watcher.await.expect("watcher");
     }
 }
