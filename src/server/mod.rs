@@ -5,7 +5,9 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -18,6 +20,7 @@ use axum::routing::post;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -27,6 +30,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::cluster::ClusterView;
 use crate::config::Mode;
+use crate::metrics::{ConnectionResult, MeteredCluster, Metrics, ReviewOutcome};
 use crate::review::{self, Action, Policy, Route};
 
 /// Every path the webhook serves (the chart's webhook configurations must use these).
@@ -46,6 +50,7 @@ pub const WEBHOOK_PATHS: &[&str] = &[
 pub struct AppState {
     pub policy: Arc<Policy>,
     pub cluster: Arc<dyn ClusterView>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Transport limits. Each protects the apiserver's call path from a slow or hostile peer.
@@ -83,12 +88,50 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
         .route("/validate", post(validate))
         .route("/validate/{mode}", post(validate_with_mode))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Refuses a declared Content-Length over the limit before reading any of the body, and
+        // stops a chunked body as soon as it passes the limit.
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        // Covers reading the body too, so a client that trickles its body is cut off.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout,
         ))
+        // Outermost, so it also sees the answers of the limit and timeout layers.
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            record,
+        ))
         .with_state(state)
+}
+
+/// The endpoint label of a path (`/mutate/warn` is `mutate`).
+fn endpoint_of(path: &str) -> &'static str {
+    if path.starts_with("/mutate") {
+        Action::Mutate.as_str()
+    } else if path.starts_with("/validate") {
+        Action::Validate.as_str()
+    } else {
+        "other"
+    }
+}
+
+/// The one place requests are measured: every answer, reviews and refusals alike.
+async fn record(
+    State(metrics): State<Arc<Metrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let endpoint = endpoint_of(request.uri().path());
+    let started = Instant::now();
+    let mut response = next.run(request).await;
+    let outcome = response.extensions_mut().remove::<ReviewOutcome>();
+    metrics.record_request(
+        endpoint,
+        response.status().as_u16(),
+        outcome.as_ref(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn mutate(State(s): State<AppState>, body: Bytes) -> Response {
@@ -131,6 +174,7 @@ async fn handle(s: &AppState, action: Action, mode: Option<String>, body: &[u8])
     match review::review_body(&s.policy, s.cluster.as_ref(), Route { action, mode }, body).await {
         Ok(reviewed) => {
             let sum = &reviewed.summary;
+            let outcome = ReviewOutcome::of(sum);
             tracing::info!(
                 uid = %sum.uid,
                 namespace = sum.namespace.as_deref().unwrap_or(""),
@@ -143,8 +187,16 @@ async fn handle(s: &AppState, action: Action, mode: Option<String>, body: &[u8])
                 duration_us = started.elapsed().as_micros() as u64,
                 "reviewed"
             );
-            match reviewed.to_json() {
-                Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+            let mut response = match reviewed.to_json() {
+                Ok(json) => {
+                    tracing::trace!(
+                        uid = %sum.uid,
+                        request = %String::from_utf8_lossy(body),
+                        response = %String::from_utf8_lossy(&json),
+                        "review bodies"
+                    );
+                    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+                }
                 Err(error) => {
                     tracing::error!(%error, "cannot encode AdmissionReview");
                     (
@@ -153,10 +205,13 @@ async fn handle(s: &AppState, action: Action, mode: Option<String>, body: &[u8])
                     )
                         .into_response()
                 }
-            }
+            };
+            response.extensions_mut().insert(outcome);
+            response
         }
         Err(error) => {
             tracing::warn!(%error, endpoint = action.as_str(), "bad request body");
+            tracing::trace!(request = %String::from_utf8_lossy(body), "unreadable body");
             (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
         }
     }
@@ -169,6 +224,7 @@ pub async fn serve_tls(
     tls: Arc<rustls::ServerConfig>,
     app: Router,
     limits: Limits,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
@@ -182,6 +238,11 @@ pub async fn serve_tls(
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
+    // The protocol is the one ALPN agreed on, not sniffed from the first bytes: sniffing waits
+    // for bytes before HTTP/1.1's header read timeout starts, so a client that never spoke would
+    // hold its connection slot for ever.
+    let http1 = builder.clone().http1_only();
+    let http2 = builder.http2_only();
     let service = TowerToHyperService::new(app);
     loop {
         let permit = tokio::select! {
@@ -205,27 +266,49 @@ pub async fn serve_tls(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let acceptor = acceptor.clone();
-        let builder = builder.clone();
+        let (http1, http2) = (http1.clone(), http2.clone());
         let service = service.clone();
         let watcher = graceful.watcher();
-        let handshake_timeout = limits.header_read_timeout;
+        let metrics = metrics.clone();
+        let first_bytes_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            let _open = metrics.open_connection();
+            let stream = match tokio::time::timeout(first_bytes_timeout, acceptor.accept(tcp)).await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(error)) => {
+                    metrics.record_connection(ConnectionResult::HandshakeFailed);
                     tracing::debug!(%error, %peer, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    metrics.record_connection(ConnectionResult::HandshakeTimedOut);
                     tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }
             };
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(error) = watcher.watch(conn).await {
+            metrics.record_connection(ConnectionResult::Served);
+            let result = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                // HTTP/2 has no header read timeout: bound the wait for the client's preface.
+                let stream = match Primed::read_first(stream, first_bytes_timeout).await {
+                    Ok(s) => s,
+                    Err(error) => {
+                        tracing::debug!(%error, %peer, "HTTP/2 client sent nothing");
+                        return;
+                    }
+                };
+                let conn = http2
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                watcher.watch(conn).await
+            } else {
+                let conn = http1
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                watcher.watch(conn).await
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
         });
@@ -234,6 +317,83 @@ pub async fn serve_tls(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "shutdown deadline reached; closing open connections"),
+    }
+}
+
+/// A stream whose first bytes were read ahead, to bound how long a client may stay silent, and
+/// are handed to HTTP before the rest.
+struct Primed<S> {
+    head: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> Primed<S> {
+    /// Waits up to `timeout` for the first bytes; a client that closes or stays silent is an
+    /// error.
+    async fn read_first(mut inner: S, timeout: Duration) -> std::io::Result<Self> {
+        use tokio::io::AsyncReadExt as _;
+        let mut head = vec![0; 4096];
+        let n = match tokio::time::timeout(timeout, inner.read(&mut head)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.truncate(n);
+        Ok(Self {
+            head,
+            pos: 0,
+            inner,
+        })
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Primed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos < this.head.len() {
+            let n = (this.head.len() - this.pos).min(buf.remaining());
+            buf.put_slice(&this.head[this.pos..this.pos + n]);
+            this.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Primed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -349,32 +509,44 @@ pub async fn start(
         admin: admin_listener.local_addr()?,
     };
 
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_certificate_expiry(store.not_after_unix());
     let state = AppState {
         policy: Arc::new(opts.policy),
-        cluster: opts.cluster,
+        cluster: Arc::new(MeteredCluster::new(opts.cluster, metrics.clone())),
+        metrics: metrics.clone(),
     };
     let app = router(state, &opts.limits);
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some((files, loaded, interval)) = reload {
-        tasks.spawn(tls::watch(
+    let watch = reload.map(|(files, loaded, interval)| {
+        let (m, s) = (metrics.clone(), store.clone());
+        tokio::spawn(tls::watch(
             files,
             loaded,
             store.clone(),
             interval,
             shutdown.clone(),
-            |_| {},
-        ));
-    }
-    tasks.spawn(admin::serve(
+            move |ok| {
+                m.record_certificate_reload(ok);
+                m.set_certificate_expiry(s.not_after_unix());
+            },
+        ))
+    });
+    // Readiness turns off the moment shutdown starts; the admin port itself stays up until the
+    // webhook has drained, so probes see "not ready" rather than "connection refused".
+    let health = health.stopping_on(shutdown.clone());
+    let admin_stop = CancellationToken::new();
+    let admin = tokio::spawn(admin::serve(
         admin_listener,
         health.clone(),
-        shutdown.clone(),
+        metrics.clone(),
+        admin_stop.clone(),
     ));
-    tasks.spawn(serve_tls(
+    let webhook = tokio::spawn(serve_tls(
         listener,
         tls_config,
         app,
         opts.limits,
+        metrics,
         shutdown.clone(),
         opts.shutdown_grace,
     ));
@@ -384,7 +556,15 @@ pub async fn start(
     let handle = tokio::spawn(async move {
         shutdown.cancelled().await;
         health.set_ready(false);
-        while tasks.join_next().await.is_some() {}
+        if let Err(error) = webhook.await {
+            tracing::error!(%error, "webhook server task failed");
+        }
+        admin_stop.cancel();
+        for task in std::iter::once(admin).chain(watch) {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "server task failed");
+            }
+        }
     });
     Ok((bound, handle))
 }

@@ -262,3 +262,95 @@ pub fn with_object(fixture_body: &[u8], object: Value) -> Vec<u8> {
     review["request"]["object"] = object;
     serde_json::to_vec(&review).expect("JSON")
 }
+
+/// A raw TLS connection to a test server, for tests that misbehave on purpose (silent clients,
+/// trickled bodies, lying Content-Lengths) where an HTTP client library would not.
+pub type RawTls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// The rustls client config trusting `ca_pem`, offering `alpn`.
+pub fn raw_tls_config(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA cert");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Completes a TLS handshake over an open TCP connection.
+pub async fn tls_handshake(
+    tcp: tokio::net::TcpStream,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<RawTls> {
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("server name");
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+}
+
+/// Reads an HTTP/1.1 response head and returns its status code; `None` if the connection closed
+/// first.
+pub async fn read_status(stream: &mut RawTls) -> Option<u16> {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    line.split(' ').nth(1).and_then(|c| c.parse().ok())
+}
+
+/// Waits until the server closes `stream` (EOF or reset).
+pub async fn closed_by_peer(stream: &mut RawTls) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The value of the metrics sample line starting with `prefix` (name and labels).
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+impl TestServer {
+    /// A raw TLS connection offering `alpn` (`b"http/1.1"` like the apiserver, or `b"h2"`).
+    pub async fn raw_tls(&self, alpn: &[&[u8]]) -> RawTls {
+        let tcp = tokio::net::TcpStream::connect(self.bound.webhook)
+            .await
+            .expect("connect");
+        tls_handshake(tcp, raw_tls_config(&self.ca_pem, alpn))
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// The metrics text from the admin port.
+    pub async fn metrics(&self) -> String {
+        let (status, text) = admin_get(&self.admin_url("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        text
+    }
+
+    /// Starts shutting down without waiting.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
