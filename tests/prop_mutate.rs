@@ -206,28 +206,20 @@ fn container_at<'a>(pod: &'a Pod, f: &Found) -> &'a Container {
 /// Whether a changed or added JSON location is one the mutation may touch.
 fn allowed_change(path: &[String]) -> bool {
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
-    match p.as_slice() {
-        ["spec", "volumes", ..]
-        | ["spec", "tolerations", ..]
-        | ["spec", "nodeSelector", ..]
-        | ["spec", "affinity", ..] => true,
+    matches!(
+        p.as_slice(),
         [
+            "spec",
+            "volumes" | "tolerations" | "nodeSelector" | "affinity",
+            ..
+        ] | [
             "spec",
             "containers" | "initContainers",
             _,
-            "securityContext",
-            ..,
-        ] => true,
-        [
-            "spec",
-            "containers" | "initContainers",
-            _,
-            "volumeMounts",
-            ..,
-        ] => true,
-        ["spec", "containers" | "initContainers", _, "env", ..] => true,
-        _ => false,
-    }
+            "securityContext" | "volumeMounts" | "env",
+            ..
+        ]
+    )
 }
 
 /// Every location of `before` is unchanged in `after`, and arrays only grow, except where
