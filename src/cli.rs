@@ -229,8 +229,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits: args.limits(),
         shutdown_grace: args.shutdown_grace,
     };
+    let signal = server::shutdown_signal().context("listening for SIGTERM and ctrl-c")?;
     let (_bound, handle) = server::start(opts, shutdown.clone()).await?;
-    server::shutdown_signal().await;
+    signal.await;
     tracing::info!("shutting down");
     shutdown.cancel();
     handle.await.context("server task failed")?;

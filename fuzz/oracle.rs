@@ -1,0 +1,142 @@
+//! What must hold for any request body, checked by the fuzz target (`fuzz/`) and by the
+//! corpus replay and mutation tests (`tests/fuzz_corpus.rs`) on the stable toolchain.
+//!
+//! For every byte string: no panic; an answer is a well-formed `admission.k8s.io/v1`
+//! AdmissionReview carrying the request's uid, a denial carries no patch, and a patch is a JSON
+//! patch that applies to the request's object, after which a second review patches nothing;
+//! and the fast path for Pod CREATEs answers exactly as the general path, except where the
+//! general path could not read a part the fast path skips (it then says so with an error
+//! verdict).
+
+use std::future::Future;
+
+use base64::Engine as _;
+use earthly_webhook::cluster::ClusterView;
+use earthly_webhook::config::Mode;
+use earthly_webhook::review::{self, Action, BodyError, Policy, Reviewed, Route, Verdict};
+use serde_json::Value;
+
+/// Every endpoint and mode a body can be sent to.
+pub const ROUTES: [Route; 4] = [
+    Route {
+        action: Action::Mutate,
+        mode: None,
+    },
+    Route {
+        action: Action::Validate,
+        mode: None,
+    },
+    Route {
+        action: Action::Validate,
+        mode: Some(Mode::Warn),
+    },
+    Route {
+        action: Action::Validate,
+        mode: Some(Mode::Audit),
+    },
+];
+
+thread_local! {
+    /// Reviews run inside tokio in the server and in `check` (lookups are bounded with tokio's
+    /// timer), so the oracle drives them on a tokio runtime too.
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+}
+
+/// Runs a review to completion.
+pub fn run<F: Future>(future: F) -> F::Output {
+    RUNTIME.with(|rt| rt.block_on(future))
+}
+
+/// The request's uid, if the body is JSON with a string `request.uid`.
+fn request_uid(body: &Value) -> Option<&str> {
+    body.get("request")?.get("uid")?.as_str()
+}
+
+/// Checks one body on one route; panics with a message on any broken property.
+pub fn check(policy: &Policy, cluster: &dyn ClusterView, route: Route, body: &[u8]) {
+    let answer = run(review::review_body(policy, cluster, route, body));
+    let general = run(review::review_body_general(policy, cluster, route, body));
+    match (&answer, &general) {
+        (Err(a), Err(g)) => assert_eq!(a, g, "the paths refuse the body differently"),
+        (Ok(_), Err(g)) => panic!("the fast path answered a body the general path refuses: {g}"),
+        (Err(a), Ok(_)) => panic!("the fast path refused a body the general path answers: {a}"),
+        (Ok(a), Ok(g)) => {
+            if g.summary.verdict != Verdict::Error {
+                let (a_json, g_json) = (a.to_json(), g.to_json());
+                assert_eq!(
+                    a_json
+                        .as_ref()
+                        .ok()
+                        .map(|j| String::from_utf8_lossy(j).into_owned()),
+                    g_json
+                        .as_ref()
+                        .ok()
+                        .map(|j| String::from_utf8_lossy(j).into_owned()),
+                    "the fast path answers differently"
+                );
+                assert_eq!(a.summary, g.summary, "the fast path summarises differently");
+            }
+        }
+    }
+    match answer {
+        Ok(reviewed) => well_formed(policy, cluster, route, body, &reviewed),
+        Err(BodyError::Empty) => assert!(body.iter().all(u8::is_ascii_whitespace)),
+        Err(_) => {}
+    }
+}
+
+fn well_formed(
+    policy: &Policy,
+    cluster: &dyn ClusterView,
+    route: Route,
+    body: &[u8],
+    reviewed: &Reviewed,
+) {
+    let json = reviewed.to_json().expect("an answer encodes");
+    let wire: Value = serde_json::from_slice(&json).expect("an answer is JSON");
+    assert_eq!(wire["apiVersion"], review::ADMISSION_API_VERSION);
+    assert_eq!(wire["kind"], "AdmissionReview");
+    let response = &wire["response"];
+    let uid = response["uid"].as_str().expect("response.uid is a string");
+    assert!(
+        !uid.is_empty(),
+        "an answer without uid is refused by the apiserver"
+    );
+    assert_eq!(uid, reviewed.summary.uid);
+    let allowed = response["allowed"]
+        .as_bool()
+        .expect("response.allowed is a bool");
+    // A body whose bytes are not all JSON the general path could read (the fast path skips
+    // some fields unparsed) has no Value to compare with.
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    if let Some(expected) = request_uid(&request) {
+        assert_eq!(uid, expected, "the answer carries another uid");
+    }
+    let Some(patch) = response.get("patch") else {
+        return;
+    };
+    assert!(allowed, "a denial carries a patch");
+    assert_eq!(response["patchType"], "JSONPatch");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(patch.as_str().expect("patch is a string"))
+        .expect("patch is base64");
+    let ops: json_patch::Patch = serde_json::from_slice(&bytes).expect("patch is a JSON patch");
+    let mut object = request["request"]["object"].clone();
+    json_patch::patch(&mut object, &ops).expect("the patch applies to the object");
+    // The patched object, sent again, needs nothing more.
+    let mut again = request.clone();
+    again["request"]["object"] = object;
+    let again = serde_json::to_vec(&again).expect("JSON");
+    let second = run(review::review_body(policy, cluster, route, &again))
+        .expect("the patched review is readable");
+    assert!(
+        second.response().patch.is_none(),
+        "a second pass patched again: {:?}",
+        second.summary.patch_operations
+    );
+}

@@ -1,0 +1,240 @@
+//! The fuzz oracle (`fuzz/oracle.rs`) on the stable toolchain: every seed of the checked-in
+//! corpus, then bytes and JSON mutated from the captured reviews. The coverage-guided run is
+//! `scripts/fuzz.sh` (docs/fuzzing.md); this keeps the same properties under `cargo test`.
+
+#[path = "../fuzz/oracle.rs"]
+mod oracle;
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use earthly_webhook::cluster::NoCluster;
+use earthly_webhook::config::Config;
+use earthly_webhook::review::Policy;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+/// The defaults, and a config that switches on every mutation rule.
+static POLICIES: LazyLock<[Policy; 2]> = LazyLock::new(|| {
+    let full = Config::from_yaml(
+        r#"
+mutation:
+  scratchVolume: {name: scratch, source: {emptyDir: {sizeLimit: 50Gi}}}
+  cniMtu: 1450
+  tolerations:
+    - {key: earthly.dev/privileged, operator: Exists, effect: NoSchedule}
+  nodeSelector: {earthly.dev/pool: privileged}
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms:
+        - matchExpressions: [{key: earthly.dev/pool, operator: In, values: [privileged]}]
+"#,
+        "test",
+    )
+    .expect("config");
+    [
+        Policy::new(Config::default()).expect("policy"),
+        Policy::new(full).expect("policy"),
+    ]
+});
+
+fn check_all(body: &[u8]) {
+    for policy in POLICIES.iter() {
+        for route in oracle::ROUTES {
+            oracle::check(policy, &NoCluster, route, body);
+        }
+    }
+}
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/review_body");
+    let mut seeds: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .filter_map(Result::ok)
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).expect("seed");
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    seeds.sort();
+    seeds
+}
+
+static SEEDS: LazyLock<Vec<(String, Vec<u8>)>> = LazyLock::new(corpus);
+
+#[test]
+fn every_corpus_seed_holds_the_properties() {
+    assert!(SEEDS.len() >= 20, "the corpus lost its seeds");
+    for (name, body) in SEEDS.iter() {
+        eprintln!("{name}");
+        check_all(body);
+    }
+}
+
+#[test]
+fn fast_path_takes_pod_creates_and_agrees_with_the_general_path() {
+    use earthly_webhook::review::{self, Action, Route};
+    let policy = &POLICIES[0];
+    let route = Route {
+        action: Action::Mutate,
+        mode: None,
+    };
+    for name in [
+        "pod-create-earthly-all-in-one-from-job.json",
+        "pod-create-buildkitd-from-replicaset.json",
+        "pod-create-unrelated-multicontainer.json",
+    ] {
+        let body = &SEEDS.iter().find(|(n, _)| n == name).expect("seed").1;
+        let fast = oracle::run(review::review_body(policy, &NoCluster, route, body)).expect("ok");
+        let general =
+            oracle::run(review::review_body_general(policy, &NoCluster, route, body)).expect("ok");
+        assert_eq!(
+            fast.to_json().expect("json"),
+            general.to_json().expect("json")
+        );
+    }
+}
+
+/// A seed with some bytes flipped, inserted, removed, or cut off.
+fn mutated_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let edit = prop_oneof![
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| (0u8, i, b)),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| (1u8, i, b)),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| (2u8, i, b)),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| (3u8, i, b)),
+    ];
+    (
+        any::<prop::sample::Index>(),
+        prop::collection::vec(edit, 1..6),
+    )
+        .prop_map(|(seed, edits)| {
+            let mut body = SEEDS[seed.index(SEEDS.len())].1.clone();
+            for (kind, at, byte) in edits {
+                if body.is_empty() {
+                    body.push(byte);
+                    continue;
+                }
+                let i = at.index(body.len());
+                match kind {
+                    0 => body[i] ^= byte | 1,
+                    1 => body.insert(i, byte),
+                    2 => {
+                        body.remove(i);
+                    }
+                    _ => body.truncate(i),
+                }
+            }
+            body
+        })
+}
+
+/// Values that are wrong in interesting ways where a field is expected.
+fn odd_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        Just(json!(true)),
+        Just(json!(0)),
+        Just(json!(-1)),
+        Just(json!(1.5)),
+        Just(json!(u64::MAX)),
+        Just(json!("")),
+        Just(json!("earthly/earthly")),
+        Just(json!("/tmp/earthly/")),
+        Just(json!([])),
+        Just(json!({})),
+        Just(json!([{}])),
+        Just(json!({"name": "earthly-tmp", "mountPath": "/tmp/earthly"})),
+        Just(json!({"earthly.dev/role": "buildkitd"})),
+        Just(json!([{"name": "x", "image": "earthly/buildkitd"}])),
+        "[a-z/~.-]{0,12}".prop_map(Value::String),
+    ]
+}
+
+/// Every JSON pointer in a document, parents before children.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    out.push(at.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, c) in m {
+                let token = k.replace('~', "~0").replace('/', "~1");
+                pointers(c, format!("{at}/{token}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                pointers(c, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A seed with one to three fields replaced by odd values (or removed).
+fn mutated_json() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<prop::sample::Index>(),
+        prop::collection::vec(
+            (
+                any::<prop::sample::Index>(),
+                prop::option::weighted(0.8, odd_value()),
+            ),
+            1..4,
+        ),
+    )
+        .prop_map(|(seed, edits)| {
+            let json_seeds: Vec<&Vec<u8>> = SEEDS
+                .iter()
+                .filter(|(n, _)| n.ends_with(".json"))
+                .map(|(_, b)| b)
+                .collect();
+            let body = json_seeds[seed.index(json_seeds.len())];
+            let Ok(mut doc) = serde_json::from_slice::<Value>(body) else {
+                return body.clone();
+            };
+            for (at, value) in edits {
+                let mut all = Vec::new();
+                pointers(&doc, String::new(), &mut all);
+                let target = &all[at.index(all.len())];
+                if target.is_empty() {
+                    continue;
+                }
+                match value {
+                    Some(v) => {
+                        if let Some(slot) = doc.pointer_mut(target) {
+                            *slot = v;
+                        }
+                    }
+                    None => {
+                        let (parent, key) = target.rsplit_once('/').expect("pointer");
+                        let key = key.replace("~1", "/").replace("~0", "~");
+                        match doc.pointer_mut(parent) {
+                            Some(Value::Object(m)) => {
+                                m.remove(&key);
+                            }
+                            Some(Value::Array(a)) => {
+                                if let Ok(i) = key.parse::<usize>() {
+                                    a.remove(i);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            serde_json::to_vec(&doc).expect("JSON")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    #[test]
+    fn mutated_bytes_hold_the_properties(body in mutated_bytes()) {
+        check_all(&body);
+    }
+
+    #[test]
+    fn mutated_json_holds_the_properties(body in mutated_json()) {
+        check_all(&body);
+    }
+}
