@@ -154,17 +154,22 @@ pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
     Ok(Policy::new(config)?)
 }
 
-fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+/// Sets up logging to stderr, batched off the request path (see [`crate::logbuf`]); the guard
+/// flushes what is left when dropped.
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<crate::logbuf::LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("--log-level {level:?} is not a valid filter"))?;
+    let (writer, guard) =
+        crate::logbuf::batched(std::io::stderr()).context("starting the log writer thread")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     }
-    .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+    .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    Ok(guard)
 }
 
 /// Writes the certificates and prints the base64 caBundle on stdout.
@@ -248,10 +253,13 @@ pub fn main() -> ExitCode {
         Command::Serve(_) => "info",
         Command::Check(_) | Command::Certs(_) => "error",
     });
-    if let Err(error) = init_logging(cli.log_format, level) {
-        eprintln!("error: {error:#}");
-        return ExitCode::from(2);
-    }
+    let _log_guard = match init_logging(cli.log_format, level) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

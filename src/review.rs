@@ -240,7 +240,8 @@ pub async fn review_body(
     if let Some(reviewed) = fast::review(policy, cluster, route, body).await {
         return Ok(reviewed);
     }
-    review_body_general(policy, cluster, route, body).await
+    // Boxed so the rare general path does not size every fast review's future.
+    Box::pin(review_body_general(policy, cluster, route, body)).await
 }
 
 /// [`review_body`] without its fast path for Pod CREATEs: decodes the body into an
