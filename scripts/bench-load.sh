@@ -116,6 +116,8 @@ url_of() {
 load() { # server conns requests logfile
   local n="$3"
   (( n < $2 * 200 )) && n=$(( $2 * 200 ))
+  # h2load appends to its log file.
+  [[ -n "${4:-}" ]] && rm -f "$4"
   timeout "$RUN_TIMEOUT" h2load --h1 -n "$n" -c "$2" -t "$CLIENT_THREADS" -d "$FIXTURE" \
     -H 'content-type: application/json' ${4:+--log-file="$4"} "$(url_of "$1")"
 }
