@@ -9,9 +9,11 @@
 //! verdict).
 
 use std::future::Future;
+use std::sync::LazyLock;
 
 use base64::Engine as _;
-use earthly_webhook::cluster::ClusterView;
+use earthly_webhook::cluster::{ClusterView, NoCluster};
+use earthly_webhook::config::Config;
 use earthly_webhook::config::Mode;
 use earthly_webhook::review::{self, Action, BodyError, Policy, Reviewed, Route, Verdict};
 use serde_json::Value;
@@ -139,4 +141,37 @@ fn well_formed(
         "a second pass patched again: {:?}",
         second.summary.patch_operations
     );
+}
+
+/// The defaults, and a config that switches on every mutation rule.
+pub static POLICIES: LazyLock<[Policy; 2]> = LazyLock::new(|| {
+    let full = Config::from_yaml(
+        r#"
+mutation:
+  scratchVolume: {name: scratch, source: {emptyDir: {sizeLimit: 50Gi}}}
+  cniMtu: 1450
+  tolerations:
+    - {key: earthly.dev/privileged, operator: Exists, effect: NoSchedule}
+  nodeSelector: {earthly.dev/pool: privileged}
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms:
+        - matchExpressions: [{key: earthly.dev/pool, operator: In, values: [privileged]}]
+"#,
+        "test",
+    )
+    .expect("config");
+    [
+        Policy::new(Config::default()).expect("policy"),
+        Policy::new(full).expect("policy"),
+    ]
+});
+
+/// Checks `body` with every policy at every route.
+pub fn check_everywhere(body: &[u8]) {
+    for policy in POLICIES.iter() {
+        for route in ROUTES {
+            check(policy, &NoCluster, route, body);
+        }
+    }
 }

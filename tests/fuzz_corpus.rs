@@ -9,42 +9,8 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use earthly_webhook::cluster::NoCluster;
-use earthly_webhook::config::Config;
-use earthly_webhook::review::Policy;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-
-/// The defaults, and a config that switches on every mutation rule.
-static POLICIES: LazyLock<[Policy; 2]> = LazyLock::new(|| {
-    let full = Config::from_yaml(
-        r#"
-mutation:
-  scratchVolume: {name: scratch, source: {emptyDir: {sizeLimit: 50Gi}}}
-  cniMtu: 1450
-  tolerations:
-    - {key: earthly.dev/privileged, operator: Exists, effect: NoSchedule}
-  nodeSelector: {earthly.dev/pool: privileged}
-  nodeAffinity:
-    requiredDuringSchedulingIgnoredDuringExecution:
-      nodeSelectorTerms:
-        - matchExpressions: [{key: earthly.dev/pool, operator: In, values: [privileged]}]
-"#,
-        "test",
-    )
-    .expect("config");
-    [
-        Policy::new(Config::default()).expect("policy"),
-        Policy::new(full).expect("policy"),
-    ]
-});
-
-fn check_all(body: &[u8]) {
-    for policy in POLICIES.iter() {
-        for route in oracle::ROUTES {
-            oracle::check(policy, &NoCluster, route, body);
-        }
-    }
-}
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/review_body");
@@ -67,14 +33,14 @@ fn every_corpus_seed_holds_the_properties() {
     assert!(SEEDS.len() >= 20, "the corpus lost its seeds");
     for (name, body) in SEEDS.iter() {
         eprintln!("{name}");
-        check_all(body);
+        oracle::check_everywhere(body);
     }
 }
 
 #[test]
 fn fast_path_takes_pod_creates_and_agrees_with_the_general_path() {
     use earthly_webhook::review::{self, Action, Route};
-    let policy = &POLICIES[0];
+    let policy = &oracle::POLICIES[0];
     let route = Route {
         action: Action::Mutate,
         mode: None,
@@ -230,11 +196,11 @@ proptest! {
 
     #[test]
     fn mutated_bytes_hold_the_properties(body in mutated_bytes()) {
-        check_all(&body);
+        oracle::check_everywhere(&body);
     }
 
     #[test]
     fn mutated_json_holds_the_properties(body in mutated_json()) {
-        check_all(&body);
+        oracle::check_everywhere(&body);
     }
 }
