@@ -154,21 +154,13 @@ pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
     Ok(Policy::new(config)?)
 }
 
-/// Sets up logging to stderr off the request path: lines go through tracing-appender's
-/// non-blocking writer, whose worker thread writes them into a `BufWriter` and flushes when its
-/// queue is empty, so a burst of reviews costs one `write` rather than one per line and the
-/// workers never wait on the stderr lock. Lossy: if stderr stops draining, lines are dropped
-/// rather than stalling reviews. The guard flushes what is left when the program ends.
-fn init_logging(
-    format: LogFormat,
-    level: &str,
-) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+/// Sets up logging to stderr, batched off the request path (see [`crate::logbuf`]); the guard
+/// flushes what is left when dropped.
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<crate::logbuf::LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("--log-level {level:?} is not a valid filter"))?;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("earthly-webhook-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let (writer, guard) =
+        crate::logbuf::batched(std::io::stderr()).context("starting the log writer thread")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

@@ -22,6 +22,7 @@ use crate::mutate::{self, Rule};
 use crate::validate::{self, Findings, Violation};
 
 mod fast;
+mod rule_spec;
 
 /// The only AdmissionReview version the webhook speaks (the chart registers just `v1`).
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
@@ -570,7 +571,7 @@ fn pod_parts<'a>(
     }
     let obj = object(request)?;
     let name = validate::object_ref("Pod", request.namespace.as_deref(), &obj.metadata);
-    let spec = decode(&obj.data, "spec", &name)?;
+    let spec = decode::<rule_spec::RuleSpec>(&obj.data, "spec", &name)?.into();
     Ok((
         name,
         PodParts {

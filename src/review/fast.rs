@@ -16,13 +16,13 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
-use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::core::admission::{AdmissionRequest, Operation};
 use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use super::rule_spec::RuleSpec;
 use super::{PodParts, Reviewed, Route, Target};
 use crate::cluster::ClusterView;
 
@@ -75,7 +75,7 @@ struct Request {
 struct Pod {
     #[serde(default)]
     metadata: Meta,
-    spec: Option<PodSpec>,
+    spec: Option<RuleSpec>,
 }
 
 /// `ObjectMeta` without `managedFields`, which is most of a pod's metadata and read by no rule.
@@ -212,6 +212,9 @@ pub(super) async fn review(
         return None;
     }
     let meta = ObjectMeta::from(pod.metadata);
-    let parts = PodParts { meta: &meta, spec };
+    let parts = PodParts {
+        meta: &meta,
+        spec: spec.into(),
+    };
     Some(super::review_decoded(policy, cluster, route, &request, Some(parts)).await)
 }

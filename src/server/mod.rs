@@ -185,10 +185,10 @@ async fn handle(s: &AppState, action: Action, mode: Option<String>, body: &[u8])
             let sum = &reviewed.summary;
             let outcome = ReviewOutcome::of(sum);
             tracing::info!(
-                uid = %sum.uid,
+                uid = sum.uid.as_str(),
                 namespace = sum.namespace.as_deref().unwrap_or(""),
-                name = %sum.name,
-                kind = %sum.kind,
+                name = sum.name.as_str(),
+                kind = sum.kind.as_str(),
                 operation = sum.operation,
                 endpoint = action.as_str(),
                 verdict = sum.verdict.as_str(),
