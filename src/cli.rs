@@ -165,7 +165,13 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<crate::logbuf:
         .with_env_filter(filter)
         .with_writer(writer);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The webhook opens no spans, so the JSON lines skip looking for them.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     }
     .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;

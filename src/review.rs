@@ -177,11 +177,17 @@ pub fn to_wire_json(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, 
         audit_annotations: &r.audit_annotations,
         warnings: r.warnings.as_ref(),
     });
-    serde_json::to_vec(&Wire {
-        api_version: &review.types.api_version,
-        kind: &review.types.kind,
-        response,
-    })
+    // Sized for a typical answer (a few warnings and a patch), so it is not regrown.
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(
+        &mut out,
+        &Wire {
+            api_version: &review.types.api_version,
+            kind: &review.types.kind,
+            response,
+        },
+    )?;
+    Ok(out)
 }
 
 /// A body that is not an AdmissionReview at all: answered with HTTP 400, since there is no uid
@@ -527,7 +533,8 @@ impl FromPartsOf for AdmissionResponse {
 /// A pod from the request, decoded into typed metadata and spec; errors name the field.
 pub(crate) struct PodParts<'a> {
     pub meta: &'a ObjectMeta,
-    pub spec: PodSpec,
+    // Boxed: a `PodSpec` is 1.5 KiB, and the review future would carry it by value.
+    pub spec: Box<PodSpec>,
 }
 
 /// The object the request carries, or a message saying it is missing.
@@ -571,7 +578,7 @@ fn pod_parts<'a>(
     }
     let obj = object(request)?;
     let name = validate::object_ref("Pod", request.namespace.as_deref(), &obj.metadata);
-    let spec = decode::<rule_spec::RuleSpec>(&obj.data, "spec", &name)?.into();
+    let spec = Box::new(decode::<rule_spec::RuleSpec>(&obj.data, "spec", &name)?.into());
     Ok((
         name,
         PodParts {

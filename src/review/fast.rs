@@ -16,6 +16,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::core::admission::{AdmissionRequest, Operation};
 use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
@@ -166,6 +167,24 @@ pub(super) async fn review(
     route: Route,
     body: &[u8],
 ) -> Option<Reviewed> {
+    let (decoded, spec) = decode(route, body)?;
+    let parts = PodParts {
+        meta: &decoded.meta,
+        spec,
+    };
+    Some(super::review_decoded(policy, cluster, route, &decoded.request, Some(parts)).await)
+}
+
+/// The request and the pod's metadata, as the rules read them.
+struct Decoded {
+    request: AdmissionRequest<DynamicObject>,
+    meta: ObjectMeta,
+}
+
+/// Decodes `body` if the fast path handles it. Not async, and its answer boxed: the review
+/// future then holds two pointers instead of kilobytes of decoded request that every poll
+/// layer would copy.
+fn decode(route: Route, body: &[u8]) -> Option<(Box<Decoded>, Box<PodSpec>)> {
     // The general path's envelope has flattened fields and accepts only a JSON object.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return None;
@@ -211,10 +230,9 @@ pub(super) async fn review(
     ) {
         return None;
     }
-    let meta = ObjectMeta::from(pod.metadata);
-    let parts = PodParts {
-        meta: &meta,
-        spec: spec.into(),
-    };
-    Some(super::review_decoded(policy, cluster, route, &request, Some(parts)).await)
+    let decoded = Box::new(Decoded {
+        request,
+        meta: ObjectMeta::from(pod.metadata),
+    });
+    Some((decoded, Box::new(spec.into())))
 }
