@@ -85,11 +85,13 @@ pub fn scratch_path(container: &Container) -> (String, Option<&'static str>) {
 
 /// `/tmp/earthly/` and `/tmp//earthly` are the same mount point as `/tmp/earthly`.
 fn normalise_path(p: &str) -> String {
-    let parts: Vec<&str> = p
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
+    let parts: Vec<&str> = path_segments(p).collect();
     format!("/{}", parts.join("/"))
+}
+
+/// The segments of a path that name a directory (empty ones and `.` name none).
+fn path_segments(p: &str) -> impl Iterator<Item = &str> {
+    p.split('/').filter(|s| !s.is_empty() && *s != ".")
 }
 
 /// Whether a container has something mounted exactly at `path`.
@@ -99,7 +101,8 @@ pub fn has_mount_at(container: &Container, path: &str) -> bool {
         .as_deref()
         .unwrap_or_default()
         .iter()
-        .any(|m| normalise_path(&m.mount_path) == path)
+        // Compared segment by segment: no allocation per mount.
+        .any(|m| path_segments(&m.mount_path).eq(path_segments(path)))
 }
 
 /// Whether a container is already privileged.

@@ -1,6 +1,7 @@
 //! The HTTPS webhook server and the plain-HTTP admin server around the review module.
 
 pub mod admin;
+mod record;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -97,41 +98,10 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
             limits.request_timeout,
         ))
         // Outermost, so it also sees the answers of the limit and timeout layers.
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            record,
-        ))
+        .layer(record::RecordLayer {
+            metrics: state.metrics.clone(),
+        })
         .with_state(state)
-}
-
-/// The endpoint label of a path (`/mutate/warn` is `mutate`).
-fn endpoint_of(path: &str) -> &'static str {
-    if path.starts_with("/mutate") {
-        Action::Mutate.as_str()
-    } else if path.starts_with("/validate") {
-        Action::Validate.as_str()
-    } else {
-        "other"
-    }
-}
-
-/// The one place requests are measured: every answer, reviews and refusals alike.
-async fn record(
-    State(metrics): State<Arc<Metrics>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let endpoint = endpoint_of(request.uri().path());
-    let started = Instant::now();
-    let mut response = next.run(request).await;
-    let outcome = response.extensions_mut().remove::<ReviewOutcome>();
-    metrics.record_request(
-        endpoint,
-        response.status().as_u16(),
-        outcome.as_ref(),
-        started.elapsed(),
-    );
-    response
 }
 
 async fn mutate(State(s): State<AppState>, body: Bytes) -> Response {
