@@ -3,13 +3,14 @@
 # HTTPS with HTTP/1.1 keep-alive (how the kube-apiserver calls webhooks), driven by h2load with a
 # captured Earthly all-in-one pod review posted to /mutate (which gets a real patch back).
 #
-#   scripts/bench-load.sh                 # 3 rounds of 1, 16 and 64 connections
-#   ROUNDS=5 REQUESTS=40000 scripts/bench-load.sh
+#   scripts/bench-load.sh                 # 4 rounds of 1, 16 and 64 connections
+#   ROUNDS=6 REQUESTS=40000 scripts/bench-load.sh
 #
 # Each measurement starts a fresh server, warms it up, then sends REQUESTS requests (at least
 # 200 per connection) and reads from /proc the server's CPU time (utime+stime, all threads) and
 # peak RSS (VmHWM). Rounds alternate which server goes first, so drifting background load hits
-# both alike. Latency percentiles come from h2load's per-request log. Everything runs on
+# both alike; keep ROUNDS even so each goes first equally often. Latency percentiles come from
+# h2load's per-request log. Everything runs on
 # 127.0.0.1; each h2load run is capped at RUN_TIMEOUT seconds and the script stops itself.
 #
 # Output: one line per measurement, then the medians per server and connection count and our
@@ -17,7 +18,7 @@
 # request), KiB (RSS).
 set -euo pipefail
 
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-4}"
 REQUESTS="${REQUESTS:-30000}"
 WARMUP="${WARMUP:-3000}"
 CONNECTIONS="${CONNECTIONS:-1 16 64}"

@@ -196,6 +196,23 @@ async fn handle(s: &AppState, action: Action, mode: Option<String>, body: &[u8])
     }
 }
 
+/// Keeps a timer due within a second until `shutdown`. Every request arms two timers (header
+/// read and request timeouts, seconds away); when tokio's timer wheel holds no earlier one, each
+/// arming wakes the parked runtime thread that drives timers, one futex or eventfd write and a
+/// context switch per request on a quiet server (strace at one connection: 0.4 futex and 0.24
+/// write per request more than the reference server). With this timer pending, the new ones are
+/// never the earliest and wake no one; it costs one wake-up a second.
+async fn timer_anchor(shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Serves `app` over TLS on `listener` until `shutdown` fires, then lets in-flight requests
 /// finish for up to `grace`.
 pub async fn serve_tls(
@@ -223,6 +240,7 @@ pub async fn serve_tls(
     let http1 = builder.clone().http1_only();
     let http2 = builder.http2_only();
     let service = TowerToHyperService::new(app);
+    tokio::spawn(timer_anchor(shutdown.clone()));
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
