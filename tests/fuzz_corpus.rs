@@ -61,6 +61,48 @@ fn fast_path_takes_pod_creates_and_agrees_with_the_general_path() {
     }
 }
 
+/// The fast path decodes from `&str` after one UTF-8 check of the body; bytes that are not
+/// UTF-8, even in a field it skips, send the body to the general path, which reports them.
+#[test]
+fn a_body_that_is_not_utf8_gets_the_general_paths_answer() {
+    use earthly_webhook::review::{self, Action, Route};
+    let policy = &oracle::POLICIES[0];
+    let route = Route {
+        action: Action::Mutate,
+        mode: None,
+    };
+    let seed = &SEEDS
+        .iter()
+        .find(|(n, _)| n == "pod-create-earthly-all-in-one-from-job.json")
+        .expect("seed")
+        .1;
+    let text = std::str::from_utf8(seed).expect("the seed is UTF-8");
+    // A string in `managedFields`, which the fast path skips unparsed.
+    let at = text.find("kube-controller-manager").expect("manager") + "kube-".len();
+    let mut body = seed.clone();
+    body.insert(at, 0xff);
+    let fast = oracle::run(review::review_body(policy, &NoCluster, route, &body));
+    let general = oracle::run(review::review_body_general(
+        policy, &NoCluster, route, &body,
+    ));
+    let answer = |r: Result<review::Reviewed, review::BodyError>| match r {
+        Ok(reviewed) => {
+            assert!(
+                reviewed.response().patch.is_none(),
+                "a body that is not UTF-8 was mutated"
+            );
+            String::from_utf8(reviewed.to_json().expect("json")).expect("utf-8")
+        }
+        Err(error) => error.to_string(),
+    };
+    let (fast, general) = (answer(fast), answer(general));
+    assert_eq!(fast, general);
+    assert!(
+        fast.contains("invalid unicode code point"),
+        "the answer does not say what is wrong: {fast}"
+    );
+}
+
 /// A seed with some bytes flipped, inserted, removed, or cut off.
 fn mutated_bytes() -> impl Strategy<Value = Vec<u8>> {
     let edit = prop_oneof![
