@@ -5,11 +5,12 @@
 //!
 //! It is an optimisation only: whenever anything is unusual (not a Pod CREATE, a field of the
 //! wrong type, a spec missing, an `oldObject` or `response` present, a body not starting with
-//! `{`), it answers `None` and the general path reviews the body, so every error message comes
-//! from one place. When it answers, it answers exactly as the general path would, through the
-//! same functions. The one difference is what it does not read: `metadata.managedFields`, the
-//! pod's `status` and `request.options` are skipped unparsed (the rules never look at them;
-//! the apiserver wrote them), so a malformed value there is not reported.
+//! `{` or not UTF-8), it answers `None` and the general path reviews the body, so every error
+//! message comes from one place. When it answers, it answers exactly as the general path would,
+//! through the same functions. The one difference is what it does not read:
+//! `metadata.managedFields`, the pod's `status` and `request.options` are skipped unparsed (the
+//! rules never look at them; the apiserver wrote them), so a malformed value there is not
+//! reported.
 
 use std::collections::BTreeMap;
 use std::fmt;
