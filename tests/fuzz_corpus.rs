@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use earthly_webhook::cluster::NoCluster;
+use earthly_webhook::review::{self, Action, Route};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -37,20 +38,30 @@ fn every_corpus_seed_holds_the_properties() {
     }
 }
 
+/// The checked-in seed called `name`.
+fn seed(name: &str) -> &'static [u8] {
+    &SEEDS
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no seed {name}"))
+        .1
+}
+
+/// A plain `/mutate` call.
+const MUTATE: Route = Route {
+    action: Action::Mutate,
+    mode: None,
+};
+
 #[test]
 fn fast_path_takes_pod_creates_and_agrees_with_the_general_path() {
-    use earthly_webhook::review::{self, Action, Route};
-    let policy = &oracle::POLICIES[0];
-    let route = Route {
-        action: Action::Mutate,
-        mode: None,
-    };
+    let (policy, route) = (&oracle::POLICIES[0], MUTATE);
     for name in [
         "pod-create-earthly-all-in-one-from-job.json",
         "pod-create-buildkitd-from-replicaset.json",
         "pod-create-unrelated-multicontainer.json",
     ] {
-        let body = &SEEDS.iter().find(|(n, _)| n == name).expect("seed").1;
+        let body = seed(name);
         let fast = oracle::run(review::review_body(policy, &NoCluster, route, body)).expect("ok");
         let general =
             oracle::run(review::review_body_general(policy, &NoCluster, route, body)).expect("ok");
@@ -65,21 +76,12 @@ fn fast_path_takes_pod_creates_and_agrees_with_the_general_path() {
 /// UTF-8, even in a field it skips, send the body to the general path, which reports them.
 #[test]
 fn a_body_that_is_not_utf8_gets_the_general_paths_answer() {
-    use earthly_webhook::review::{self, Action, Route};
-    let policy = &oracle::POLICIES[0];
-    let route = Route {
-        action: Action::Mutate,
-        mode: None,
-    };
-    let seed = &SEEDS
-        .iter()
-        .find(|(n, _)| n == "pod-create-earthly-all-in-one-from-job.json")
-        .expect("seed")
-        .1;
+    let (policy, route) = (&oracle::POLICIES[0], MUTATE);
+    let seed = seed("pod-create-earthly-all-in-one-from-job.json");
     let text = std::str::from_utf8(seed).expect("the seed is UTF-8");
     // A string in `managedFields`, which the fast path skips unparsed.
     let at = text.find("kube-controller-manager").expect("manager") + "kube-".len();
-    let mut body = seed.clone();
+    let mut body = seed.to_vec();
     body.insert(at, 0xff);
     let fast = oracle::run(review::review_body(policy, &NoCluster, route, &body));
     let general = oracle::run(review::review_body_general(
