@@ -31,12 +31,9 @@ FIXTURE="${FIXTURE:-tests/data/admission-reviews/pod-create-earthly-all-in-one-f
 
 cd "$(dirname "$0")/.."
 root="$PWD"
+source scripts/bench-common.sh
 
-if ! command -v h2load >/dev/null; then
-  echo "installing h2load (Debian nghttp2-client)" >&2
-  apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null
-fi
-command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+need_tools h2load:nghttp2-client openssl:openssl
 
 cargo build --release --bin earthly-webhook --example reference_server >&2
 ours_bin="$root/target/release/earthly-webhook"
@@ -53,20 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-  -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
-
-# Waits (bounded) until a TCP port accepts connections.
-wait_port() {
-  local port="$1"
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "server on port $port did not come up" >&2
-  return 1
-}
+make_test_cert "$work"
 
 # Waits (bounded) until the webhook's /readyz says ready.
 wait_ready() {

@@ -19,11 +19,8 @@ ADMIN_PORT="${ADMIN_PORT:-18580}"
 FIXTURE="${FIXTURE:-tests/data/admission-reviews/pod-create-earthly-all-in-one-from-job.json}"
 
 cd "$(dirname "$0")/.."
-for tool in valgrind:valgrind h2load:nghttp2-client openssl:openssl; do
-  if ! command -v "${tool%%:*}" >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq "${tool#*:}" >/dev/null
-  fi
-done
+source scripts/bench-common.sh
+need_tools valgrind:valgrind h2load:nghttp2-client openssl:openssl
 cargo build --release --bin earthly-webhook --example reference_server >&2
 
 work="$(mktemp -d)"
@@ -33,9 +30,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-  -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1" \
-  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+make_test_cert "$work"
 
 # Prints the total instructions of one server run that answers $2 requests.
 count() { # server requests
@@ -48,12 +43,8 @@ count() { # server requests
   esac
   valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" >/dev/null 2>"$work/valgrind.log" &
   pid=$!
-  local up=""
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then up=1; break; fi
-    sleep 0.1
-  done
-  [[ -n "$up" ]] || { echo "$1 did not start under valgrind" >&2; cat "$work/valgrind.log" >&2; exit 1; }
+  # Under valgrind start-up takes seconds.
+  wait_port "$PORT" 300 0.1 || { cat "$work/valgrind.log" >&2; exit 1; }
   local report
   report=$(timeout 300 h2load --h1 -n "$2" -c "$CONNS" -d "$FIXTURE" \
     -H 'content-type: application/json' "https://127.0.0.1:$PORT/mutate")
