@@ -5,6 +5,11 @@
 #
 #   scripts/bench-load.sh                 # 4 rounds of 1, 16 and 64 connections
 #   ROUNDS=6 REQUESTS=40000 scripts/bench-load.sh
+#   WORKERS=2 REF_WORKERS=1 scripts/bench-load.sh   # runtime worker threads of each server
+#
+# The webhook runs with --worker-threads WORKERS (default: its own default, 1, which is also the
+# chart's); the reference server with TOKIO_WORKER_THREADS=REF_WORKERS (default: tokio's, one
+# per core).
 #
 # Each measurement starts a fresh server, warms it up, then sends REQUESTS requests (at least
 # 200 per connection) and reads from /proc the server's CPU time (utime+stime, all threads) and
@@ -24,6 +29,8 @@ WARMUP="${WARMUP:-3000}"
 CONNECTIONS="${CONNECTIONS:-1 16 64}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-120}"
 CLIENT_THREADS="${CLIENT_THREADS:-1}"
+WORKERS="${WORKERS:-}"
+REF_WORKERS="${REF_WORKERS:-}"
 PORT_OURS="${PORT_OURS:-18443}"
 PORT_ADMIN="${PORT_ADMIN:-18080}"
 PORT_REF="${PORT_REF:-18444}"
@@ -69,12 +76,12 @@ start_server() {
     ours)
       "$ours_bin" --log-format json serve --listen "127.0.0.1:$PORT_OURS" \
         --admin-listen "127.0.0.1:$PORT_ADMIN" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
-        2>>"$work/ours.log" >/dev/null &
+        ${WORKERS:+--worker-threads "$WORKERS"} 2>>"$work/ours.log" >/dev/null &
       server_pid=$!
       wait_ready
       ;;
     ref)
-      "$ref_bin" "127.0.0.1:$PORT_REF" "$work/tls.crt" "$work/tls.key" >/dev/null 2>&1 &
+      env ${REF_WORKERS:+TOKIO_WORKER_THREADS="$REF_WORKERS"} "$ref_bin" "127.0.0.1:$PORT_REF" "$work/tls.crt" "$work/tls.key" >/dev/null 2>&1 &
       server_pid=$!
       wait_port "$PORT_REF"
       ;;
@@ -110,6 +117,7 @@ load() { # server conns requests logfile
 tick_us=$(( 1000000 / $(getconf CLK_TCK) ))
 results="$work/results.tsv"
 : >"$results"
+echo "worker threads: ours ${WORKERS:-default (1)}, reference ${REF_WORKERS:-default (one per core)}"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-5s %-4s %5s %10s %9s %9s %9s %7s %12s %9s\n' \
   server round conns req/s p50_us p99_us p99.9_us errors cpu_us/req rss_KiB

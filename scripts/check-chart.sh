@@ -179,6 +179,10 @@ expect_failure "the image pattern \"*/*\" in config.detection has no literal par
   --set-json 'config.detection.earthlyImages=["*/*"]'
 expect_failure "serviceAccount.name must be set when serviceAccount.create is false" \
   --set serviceAccount.create=false
+expect_failure "server.workerThreads=2 is more than resources.limits.cpu=1 can run at once" \
+  --set server.workerThreads=2
+expect_failure "server.workerThreads=3 is more than resources.limits.cpu=1500m can run at once" \
+  --set server.workerThreads=3 --set resources.limits.cpu=1500m
 # The schema rejects unknown keys (at the top and deep inside config) and bad enums.
 expect_failure "additional properties 'replicas' not allowed" \
   --set replicas=3

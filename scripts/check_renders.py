@@ -122,7 +122,7 @@ def main():
     argv = ctr.get("args", [])
     c.expect(argv[:1] == ["serve"], f"args do not start with serve: {argv}")
     flags = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--") and "=" in a)
-    for flag in ("listen", "admin-listen", "tls-cert", "tls-key", "config", "log-format", "log-level"):
+    for flag in ("listen", "admin-listen", "tls-cert", "tls-key", "config", "log-format", "log-level", "worker-threads"):
         c.expect(flag in flags, f"--{flag} is not passed")
     c.expect(flags.get("listen", "").endswith(f":{ports.get('https')}"),
              f"--listen {flags.get('listen')} does not match the https port {ports.get('https')}")

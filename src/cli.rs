@@ -2,6 +2,7 @@
 //! `EARTHLY_WEBHOOK_...` environment fallback.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -132,6 +133,15 @@ pub struct ServeArgs {
     /// cluster.failureMode].
     #[arg(long, env = "EARTHLY_WEBHOOK_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    // Why one by default: hyper wakes the connection task while it runs (reading the request
+    // body wakes the body channel's sender, already closed), and tokio's multi-thread scheduler
+    // answers a task waking itself by waking an idle worker, which finds nothing to do. At one
+    // connection that is 2.6 context switches per request instead of 1.0 (docs/benchmarks.md).
+    /// Runtime worker threads. One thread answers thousands of reviews a second; with a second
+    /// one, every request on a quiet server also wakes the idle thread, which finds nothing to
+    /// do (docs/benchmarks.md). Scale with replicas; raise this only together with the CPU limit.
+    #[arg(long, env = "EARTHLY_WEBHOOK_WORKER_THREADS", default_value = "1")]
+    pub worker_threads: NonZeroUsize,
 }
 
 impl ServeArgs {
@@ -176,6 +186,16 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<crate::logbuf:
     }
     .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     Ok(guard)
+}
+
+/// The async runtime: `workers` threads, or one per available CPU (cgroup limits included) when
+/// `None`.
+fn runtime(workers: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n.get());
+    }
+    builder.enable_all().build()
 }
 
 /// Writes the certificates and prints the base64 caBundle on stdout.
@@ -266,10 +286,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let workers = match &cli.command {
+        Command::Serve(args) => Some(args.worker_threads),
+        Command::Check(_) | Command::Certs(_) => None,
+    };
+    let runtime = match runtime(workers) {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -288,5 +309,30 @@ pub fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_has_the_worker_threads_asked_for() {
+        for n in [1, 3] {
+            let rt = runtime(NonZeroUsize::new(n)).expect("runtime");
+            assert_eq!(rt.metrics().num_workers(), n);
+        }
+    }
+
+    #[test]
+    fn serve_defaults_to_one_worker_thread_and_refuses_zero() {
+        let cli = Cli::try_parse_from(["earthly-webhook", "serve"]).expect("parse");
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {:?}", cli.command)
+        };
+        assert_eq!(args.worker_threads.get(), 1);
+        let error = Cli::try_parse_from(["earthly-webhook", "serve", "--worker-threads", "0"])
+            .expect_err("0 threads");
+        assert!(error.to_string().contains("--worker-threads"), "{error}");
     }
 }

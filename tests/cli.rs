@@ -112,6 +112,7 @@ fn help_documents_every_serve_flag() {
         "--admin-listen",
         "--log-format",
         "--log-level",
+        "--worker-threads",
         "EARTHLY_WEBHOOK_LISTEN",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
@@ -159,4 +160,32 @@ fn serve_exits_cleanly_on_sigterm() {
         .expect("exits within the shutdown deadline")
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn serve_runs_the_worker_threads_it_is_given() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = bin()
+        .args(["--log-format", "json", "serve", "--worker-threads", "3"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--dev-ca-out")
+        .arg(dir.path().join("ca.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Log lines are batched; the "serving" line arrives within the flush interval. If the
+    // server dies first, stderr closes and the loop ends.
+    let serving = std::io::BufReader::new(child.stderr.take().expect("stderr"))
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains(r#""message":"serving""#));
+    let _ = child.kill();
+    let _ = child.wait();
+    let serving = serving.expect("a serving line");
+    let line: serde_json::Value = serde_json::from_str(&serving).expect("JSON log line");
+    assert_eq!(line["worker_threads"], 3, "{serving}");
 }

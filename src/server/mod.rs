@@ -545,7 +545,12 @@ pub async fn start(
     ));
     // Ready only now: config loaded, certificate loaded, listener bound.
     health.set_ready(true);
-    tracing::info!(webhook = %bound.webhook, admin = %bound.admin, "serving");
+    tracing::info!(
+        webhook = %bound.webhook,
+        admin = %bound.admin,
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "serving"
+    );
     let handle = tokio::spawn(async move {
         shutdown.cancelled().await;
         health.set_ready(false);

@@ -357,6 +357,13 @@ Values that cannot work together fail the render with what to set.
 {{- if ge $lookupMs (mul (int .Values.webhooks.timeoutSeconds) 1000 | int) }}
 {{- fail (printf "config.cluster.lookupTimeoutMs=%d is not below webhooks.timeoutSeconds=%d: the API server would give up before a lookup could fail cleanly; lower config.cluster.lookupTimeoutMs or raise webhooks.timeoutSeconds" $lookupMs (int .Values.webhooks.timeoutSeconds)) }}
 {{- end }}
+{{- $cpu := toString (dig "limits" "cpu" "" (.Values.resources | default dict)) }}
+{{- if $cpu }}
+{{- $milli := ternary (trimSuffix "m" $cpu | int) (mulf (float64 $cpu) 1000 | int) (hasSuffix "m" $cpu) }}
+{{- if ge (mul (sub (int .Values.server.workerThreads) 1) 1000) $milli }}
+{{- fail (printf "server.workerThreads=%d is more than resources.limits.cpu=%s can run at once: the extra threads would only wait for CPU time; lower server.workerThreads or raise resources.limits.cpu" (int .Values.server.workerThreads) $cpu) }}
+{{- end }}
+{{- end }}
 {{- if and (not .Values.webhooks.mutating.enabled) (not .Values.webhooks.validating.enabled) }}
 {{- fail "webhooks.mutating.enabled and webhooks.validating.enabled are both false: nothing would call the webhook; enable at least one" }}
 {{- end }}
