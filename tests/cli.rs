@@ -178,14 +178,22 @@ fn serve_runs_the_worker_threads_it_is_given() {
         .spawn()
         .expect("spawn");
     // Log lines are batched; the "serving" line arrives within the flush interval. If the
-    // server dies first, stderr closes and the loop ends.
-    let serving = std::io::BufReader::new(child.stderr.take().expect("stderr"))
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.contains(r#""message":"serving""#));
+    // server dies first, stderr closes and the search ends; if it hangs, the timeout does.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let found = std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains(r#""message":"serving""#));
+        let _ = tx.send(found);
+    });
+    let serving = rx.recv_timeout(std::time::Duration::from_secs(20));
     let _ = child.kill();
     let _ = child.wait();
-    let serving = serving.expect("a serving line");
+    let serving = serving
+        .expect("the server logs within 20 s")
+        .expect("a serving line");
     let line: serde_json::Value = serde_json::from_str(&serving).expect("JSON log line");
     assert_eq!(line["worker_threads"], 3, "{serving}");
 }
