@@ -133,10 +133,10 @@ pub struct ServeArgs {
     /// cluster.failureMode].
     #[arg(long, env = "EARTHLY_WEBHOOK_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    // Why one by default: hyper wakes the connection task while it runs (reading the request
-    // body wakes the body channel's sender, already closed), and tokio's multi-thread scheduler
-    // answers a task waking itself by waking an idle worker, which finds nothing to do. At one
-    // connection that is 2.6 context switches per request instead of 1.0 (docs/benchmarks.md).
+    // The idle thread is woken because hyper wakes the connection task while it runs (taking
+    // the request body wakes the body channel's sender, already closed) and tokio's
+    // multi-thread scheduler answers a self-wake by waking an idle worker: 2.6 context switches
+    // per request at one connection instead of 1.0.
     /// Runtime worker threads. One thread answers thousands of reviews a second; with a second
     /// one, every request on a quiet server also wakes the idle thread, which finds nothing to
     /// do (docs/benchmarks.md). Scale with replicas; raise this only together with the CPU limit.

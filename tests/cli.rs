@@ -6,6 +6,21 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_earthly-webhook"))
 }
 
+/// `serve` on free ports with a throwaway development certificate, its CA written into `dir`.
+fn dev_serve(dir: &std::path::Path) -> Command {
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--dev-ca-out")
+    .arg(dir.join("ca.pem"));
+    cmd
+}
+
 #[test]
 fn certs_writes_a_serving_pair_for_the_service_and_prints_the_ca_bundle() {
     use base64::Engine as _;
@@ -126,16 +141,7 @@ fn serve_exits_cleanly_on_sigterm() {
     use std::time::Duration;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = bin()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--dev-ca-out")
-        .arg(dir.path().join("ca.pem"))
+    let mut child = dev_serve(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -168,11 +174,8 @@ fn serve_runs_the_worker_threads_it_is_given() {
     use std::process::Stdio;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = bin()
-        .args(["--log-format", "json", "serve", "--worker-threads", "3"])
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .arg("--dev-ca-out")
-        .arg(dir.path().join("ca.pem"))
+    let mut child = dev_serve(dir.path())
+        .args(["--log-format", "json", "--worker-threads", "3"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
