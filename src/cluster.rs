@@ -3,6 +3,7 @@
 //! (`check`), or by an in-memory view (tests).
 
 mod kube_client;
+mod recording;
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 pub use kube_client::{ConnectError, KubeCluster, TtlCache, from_environment};
+pub use recording::Recording;
 
 /// Why a lookup gave no answer. The message is shown to users after "lookup failed: ".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

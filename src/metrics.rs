@@ -117,7 +117,7 @@ impl ReviewOutcome {
             operation: summary.operation,
             verdict: Some(summary.verdict),
             patch_operations: summary.patch_operations.clone(),
-            violations: summary.violations.iter().map(|v| v.rule).collect(),
+            violations: summary.violations.iter().map(|v| v.rule.as_str()).collect(),
         }
     }
 }

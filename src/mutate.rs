@@ -13,29 +13,7 @@ use crate::config::{DEFAULT_SCRATCH_PATH, Mutation as MutationConfig};
 use crate::detect::{ContainerList, Found, env_var};
 
 /// Which rule produced a change (for metrics and tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Rule {
-    Privileged,
-    ScratchVolume,
-    CniMtu,
-    Toleration,
-    NodeSelector,
-    NodeAffinity,
-}
-
-impl Rule {
-    /// Label value for metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::Privileged => "privileged",
-            Rule::ScratchVolume => "scratch_volume",
-            Rule::CniMtu => "cni_mtu",
-            Rule::Toleration => "toleration",
-            Rule::NodeSelector => "node_selector",
-            Rule::NodeAffinity => "node_affinity",
-        }
-    }
-}
+pub use crate::rule_id::RuleId as Rule;
 
 /// One change the patch makes, said in a sentence for `kubectl` users.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,239 +1,31 @@
-//! AdmissionReview in, AdmissionReview out: decodes the request, runs detection, mutation and
-//! validation, and applies the policy mode. Shared by the HTTPS server and the `check` command so
-//! both give the same answer.
+//! AdmissionReview in, AdmissionReview out: finds the family that judges the request in the
+//! registry, decodes the body once into that family's object type, runs it, and applies the
+//! policy mode. Shared by the HTTPS server, `check` and `audit`, so all give the same answer.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use serde::Deserialize;
-use serde_json::Value;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 
-mod cluster_rules;
+mod answer;
+mod wire;
 
-use cluster_rules::Check;
+use answer::Answer;
 
-use crate::cluster::{ClusterView, WorkloadKind};
-use crate::config::{Config, Mode};
-use crate::detect::Detector;
-use crate::mutate::{self, Rule};
-use crate::validate::{self, Findings, Violation};
+pub use crate::config::Mode;
+pub use crate::policy::Policy;
+pub use crate::rules::registry::Action;
+pub use answer::{Reviewed, Summary, Verdict};
+pub use wire::{ADMISSION_API_VERSION, BodyError, to_wire_json};
 
-mod fast;
-mod rule_spec;
-
-/// The only AdmissionReview version the webhook speaks (the chart registers just `v1`).
-pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
-const ADMISSION_KIND: &str = "AdmissionReview";
-
-/// The compiled policy: config plus what is derived from it once at start-up.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    config: Config,
-    detector: Detector,
-}
-
-impl Policy {
-    /// Compiles a validated config. Fails only on image patterns, which
-    /// [`Config::from_yaml`] has already checked.
-    pub fn new(config: Config) -> Result<Self, globset::Error> {
-        let detector = Detector::new(&config.detection)?;
-        Ok(Self { config, detector })
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn detector(&self) -> &Detector {
-        &self.detector
-    }
-}
+use crate::cluster::ClusterView;
+use crate::envelope::{self, Key};
+use crate::rules::Context;
+use crate::rules::registry::{self, Registration};
 
 /// What the caller asks for: the endpoint's action and, when the path names one, the mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     pub action: Action,
     pub mode: Option<Mode>,
-}
-
-/// The two webhook endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    Mutate,
-    Validate,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Mutate => "mutate",
-            Action::Validate => "validate",
-        }
-    }
-}
-
-/// How a review ended, for logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verdict {
-    Allowed,
-    Mutated,
-    Denied,
-    /// The object could not be read.
-    Error,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allowed => "allowed",
-            Verdict::Mutated => "mutated",
-            Verdict::Denied => "denied",
-            Verdict::Error => "error",
-        }
-    }
-}
-
-/// What happened, in fields for logs, metrics and the `check` report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub uid: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
-    pub operation: &'static str,
-    pub dry_run: bool,
-    pub verdict: Verdict,
-    /// Patch operations per mutation rule.
-    pub patch_operations: Vec<(Rule, usize)>,
-    /// Violations the mode let through (warn) or recorded (audit).
-    pub violations: Vec<Violation>,
-}
-
-/// A finished review: the answer to send, and its summary.
-#[derive(Debug, Clone)]
-pub struct Reviewed {
-    pub review: AdmissionReview<DynamicObject>,
-    pub summary: Summary,
-}
-
-impl Reviewed {
-    /// The answer as the apiserver expects it on the wire.
-    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        to_wire_json(&self.review)
-    }
-
-    /// The response inside the review.
-    pub fn response(&self) -> &AdmissionResponse {
-        // `finish` always sets it.
-        self.review
-            .response
-            .as_ref()
-            .expect("a Reviewed always holds a response")
-    }
-}
-
-/// Encodes a review for the apiserver. kube serialises `response.patch` (a `Vec<u8>`) as a JSON
-/// array of numbers (kube-rs issue #1781); the admission API documents a base64 string, which is
-/// also a third of the size. Everything else is kube's own serialisation.
-pub fn to_wire_json(review: &AdmissionReview<DynamicObject>) -> Result<Vec<u8>, serde_json::Error> {
-    use base64::Engine as _;
-    use serde::Serialize;
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Wire<'a> {
-        api_version: &'a str,
-        kind: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        response: Option<WireResponse<'a>>,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct WireResponse<'a> {
-        uid: &'a str,
-        allowed: bool,
-        status: &'a kube::core::Status,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch_type: Option<&'static str>,
-        #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
-        audit_annotations: &'a std::collections::HashMap<String, String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        warnings: Option<&'a Vec<String>>,
-    }
-    let response = review.response.as_ref().map(|r| WireResponse {
-        uid: &r.uid,
-        allowed: r.allowed,
-        status: &r.result,
-        patch: r
-            .patch
-            .as_ref()
-            .map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
-        patch_type: r.patch.as_ref().map(|_| "JSONPatch"),
-        audit_annotations: &r.audit_annotations,
-        warnings: r.warnings.as_ref(),
-    });
-    // Sized for a typical answer (a few warnings and a patch), so it is not regrown.
-    let mut out = Vec::with_capacity(1024);
-    serde_json::to_writer(
-        &mut out,
-        &Wire {
-            api_version: &review.types.api_version,
-            kind: &review.types.kind,
-            response,
-        },
-    )?;
-    Ok(out)
-}
-
-/// A body that is not an AdmissionReview at all: answered with HTTP 400, since there is no uid
-/// to answer to.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BodyError {
-    #[error("request body is empty; expected an {ADMISSION_API_VERSION} AdmissionReview")]
-    Empty,
-    #[error("request body is not JSON: {0}")]
-    NotJson(String),
-    #[error(
-        "request body is not an {ADMISSION_API_VERSION} AdmissionReview (found apiVersion {api_version:?}, kind {kind:?})"
-    )]
-    NotAReview { api_version: String, kind: String },
-    #[error("AdmissionReview has no request")]
-    NoRequest,
-    /// The apiserver matches answers to requests by uid and refuses one without.
-    #[error("AdmissionReview request has no uid")]
-    NoUid,
-}
-
-/// Just enough of a review to tell "not a review" from "a review we cannot read".
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    request: Option<EnvelopeRequest>,
-}
-
-#[derive(Deserialize)]
-struct EnvelopeRequest {
-    #[serde(default)]
-    uid: Option<Value>,
-}
-
-fn operation_str(op: &Operation) -> &'static str {
-    match op {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
 }
 
 /// Decodes and reviews one request body.
@@ -243,422 +35,110 @@ pub async fn review_body(
     route: Route,
     body: &[u8],
 ) -> Result<Reviewed, BodyError> {
-    // Pod CREATEs, nearly all the traffic, skip the general decoding (see `fast`).
-    if let Some(reviewed) = fast::review(policy, cluster, route, body).await {
-        return Ok(reviewed);
-    }
-    // Boxed so the rare general path does not size every fast review's future.
-    Box::pin(review_body_general(policy, cluster, route, body)).await
-}
-
-/// [`review_body`] without its fast path for Pod CREATEs: decodes the body into an
-/// `AdmissionReview<DynamicObject>`. Public so tests and the fuzz harness can check that both
-/// paths give the same answers.
-pub async fn review_body_general(
-    policy: &Policy,
-    cluster: &dyn ClusterView,
-    route: Route,
-    body: &[u8],
-) -> Result<Reviewed, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyError::Empty);
     }
-    let parsed: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(error) => return unreadable_review(body, &error),
+    // One UTF-8 check of the whole body, then a `&str` decoder that trusts it: decoding from
+    // bytes checks every string and key again on its own (a pod review has about 150). A body
+    // that is not UTF-8 is reported by the bytes decoder, which says where (into a `Value`, since
+    // skipping a string does not check it).
+    let Ok(text) = std::str::from_utf8(body) else {
+        let error = serde_json::from_slice::<serde_json::Value>(body)
+            .err()
+            .map_or_else(|| "the body is not UTF-8".to_owned(), |e| e.to_string());
+        return Err(BodyError::NotJson(error));
     };
-    check_envelope(&parsed.types.api_version, &parsed.types.kind)?;
-    let request: AdmissionRequest<DynamicObject> =
-        parsed.try_into().map_err(|_| BodyError::NoRequest)?;
+    let peeked = envelope::peek(text);
+    let line = registry::find(route.action, peeked.as_ref());
+    review_text(policy, cluster, route, text, line, peeked.as_ref()).await
+}
+
+/// Reviews `text` with the registry's `line`, found for the key `routed_on`.
+async fn review_text(
+    policy: &Policy,
+    cluster: &dyn ClusterView,
+    route: Route,
+    text: &str,
+    line: Option<&'static Registration>,
+    routed_on: Option<&Key>,
+) -> Result<Reviewed, BodyError> {
+    let rule = registry::rule(line);
+    let (envelope, judge) = match rule.decode(text) {
+        Ok(decoded) => decoded,
+        Err(error) => return wire::unreadable(text.as_bytes(), &error, rule),
+    };
+    wire::check_envelope(&envelope.api_version, &envelope.kind)?;
+    let request = envelope.request.ok_or(BodyError::NoRequest)?;
     if request.uid.is_empty() {
         return Err(BodyError::NoUid);
     }
-    Ok(review(policy, cluster, route, &request).await)
-}
-
-fn check_envelope(api_version: &str, kind: &str) -> Result<(), BodyError> {
-    if api_version == ADMISSION_API_VERSION && kind == ADMISSION_KIND {
-        Ok(())
-    } else {
-        Err(BodyError::NotAReview {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-        })
-    }
-}
-
-/// A body that failed to decode: a 400 unless it is a review with a uid to answer to.
-fn unreadable_review(body: &[u8], error: &serde_json::Error) -> Result<Reviewed, BodyError> {
-    let envelope: Envelope = match serde_json::from_slice(body) {
-        Ok(e) => e,
-        Err(e) => return Err(BodyError::NotJson(e.to_string())),
-    };
-    check_envelope(&envelope.api_version, &envelope.kind)?;
-    let Some(request) = envelope.request else {
-        return Err(BodyError::NoRequest);
-    };
-    let uid = match request.uid {
-        Some(Value::String(uid)) if !uid.is_empty() => uid,
-        _ => return Err(BodyError::NoUid),
-    };
-    let mut response = AdmissionResponse::invalid(format!("cannot read AdmissionReview: {error}"));
-    response.uid = uid.clone();
-    Ok(Reviewed {
-        review: response.into_review(),
-        summary: Summary {
-            uid,
-            kind: String::new(),
-            namespace: None,
-            name: String::new(),
-            operation: "",
-            dry_run: false,
-            verdict: Verdict::Error,
-            patch_operations: Vec::new(),
-            violations: Vec::new(),
-        },
-    })
-}
-
-/// What a request asks of the rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    MutatePod,
-    ValidatePod,
-    Nothing,
-}
-
-/// The one dispatch table: which rules a request goes to.
-fn target(action: Action, request: &AdmissionRequest<DynamicObject>) -> Target {
-    let kind = (request.kind.group.as_str(), request.kind.kind.as_str());
-    match (action, kind, request.sub_resource.as_deref()) {
-        (Action::Mutate, ("", "Pod"), None) if request.operation == Operation::Create => {
-            Target::MutatePod
+    // The peek reads fields in the apiserver's order; a body written in another order may have
+    // been routed on a partial key. Route it again on the whole one.
+    let key = request.key();
+    if routed_on != Some(&key) {
+        let right = registry::find(route.action, Some(&key));
+        if !same_line(right, line) {
+            return Box::pin(review_text(policy, cluster, route, text, right, Some(&key))).await;
         }
-        (Action::Validate, ("", "Pod"), None)
-            if matches!(request.operation, Operation::Create | Operation::Update) =>
-        {
-            Target::ValidatePod
-        }
-        _ => Target::Nothing,
     }
-}
-
-/// Everything but pods: the workload, scale, autoscaler and Service rules, which may need
-/// lookups.
-async fn validate_other(
-    policy: &Policy,
-    cluster: &dyn ClusterView,
-    action: Action,
-    request: &AdmissionRequest<DynamicObject>,
-) -> Result<Findings, String> {
-    let kind = (request.kind.group.as_str(), request.kind.kind.as_str());
-    let writes = matches!(request.operation, Operation::Create | Operation::Update);
-    match (action, kind, request.sub_resource.as_deref()) {
-        (Action::Validate, ("apps", kind), None) if writes => match WorkloadKind::parse(kind) {
-            Some(kind) => {
-                cluster_rules::check(policy, cluster, request, Check::Workload(kind)).await
+    let mode = route.mode.unwrap_or(policy.config().policy.default_mode);
+    let mut answer = Answer::new(&request);
+    let cx = Context { policy, cluster };
+    match judge.judge(&cx, &request).await {
+        Ok(judgement) => {
+            let patched = judgement.mutation.map_or(Ok(()), |m| answer.mutate(m));
+            match patched {
+                Ok(()) => answer.apply(judgement.findings, mode),
+                Err(message) => answer.fail(message),
             }
-            None => Ok(Findings::default()),
-        },
-        (Action::Validate, ("autoscaling", "Scale"), Some("scale"))
-            if request.operation == Operation::Update =>
-        {
-            cluster_rules::check(policy, cluster, request, Check::Scale).await
         }
-        (Action::Validate, ("autoscaling", "HorizontalPodAutoscaler"), None) if writes => {
-            cluster_rules::check(policy, cluster, request, Check::Autoscaler).await
-        }
-        (Action::Validate, ("", "Service"), None) if writes => {
-            cluster_rules::check(policy, cluster, request, Check::Service).await
-        }
-        _ => Ok(Findings::default()),
+        Err(message) => answer.fail(message),
+    }
+    Ok(answer.finish())
+}
+
+fn same_line(a: Option<&Registration>, b: Option<&Registration>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b),
+        (a, b) => a.is_none() && b.is_none(),
     }
 }
 
-/// Reviews a decoded request.
+/// Reviews a request that is already decoded (`check` and `audit` build the request the
+/// apiserver would send): it goes through the same decoding as a body from the apiserver.
 pub async fn review(
     policy: &Policy,
     cluster: &dyn ClusterView,
     route: Route,
     request: &AdmissionRequest<DynamicObject>,
 ) -> Reviewed {
-    review_decoded(policy, cluster, route, request, None).await
-}
-
-/// Reviews a request whose pod, when `pod` is given, was decoded already (the fast path's
-/// requests carry no `object`).
-async fn review_decoded(
-    policy: &Policy,
-    cluster: &dyn ClusterView,
-    route: Route,
-    request: &AdmissionRequest<DynamicObject>,
-    pod: Option<PodParts<'_>>,
-) -> Reviewed {
-    let mode = route.mode.unwrap_or(policy.config.policy.default_mode);
-    let mut ctx = Ctx {
-        response: AdmissionResponse::from(request),
-        summary: Summary {
-            uid: request.uid.clone(),
-            kind: request.kind.kind.clone(),
-            namespace: request.namespace.clone(),
-            name: request.name.clone(),
-            operation: operation_str(&request.operation),
-            dry_run: request.dry_run,
-            verdict: Verdict::Allowed,
-            patch_operations: Vec::new(),
-            violations: Vec::new(),
+    let review = AdmissionReview {
+        types: kube::core::TypeMeta {
+            api_version: ADMISSION_API_VERSION.to_owned(),
+            kind: "AdmissionReview".to_owned(),
         },
-        warnings: Vec::new(),
+        request: Some(request.clone()),
+        response: None,
     };
-    let outcome = match target(route.action, request) {
-        Target::MutatePod => mutate_pod(policy, cluster, request, pod, &mut ctx).await,
-        Target::ValidatePod => validate_pod(policy, cluster, request, pod).await,
-        Target::Nothing => validate_other(policy, cluster, route.action, request).await,
+    let outcome = match serde_json::to_vec(&review) {
+        Ok(body) => review_body(policy, cluster, route, &body).await,
+        Err(e) => Err(BodyError::NotJson(e.to_string())),
     };
-    match outcome {
-        Ok(findings) => ctx.apply(findings, mode),
-        Err(message) => ctx.fail(message),
-    }
-    ctx.finish()
-}
-
-/// The answer being built.
-struct Ctx {
-    response: AdmissionResponse,
-    summary: Summary,
-    warnings: Vec<String>,
-}
-
-impl Ctx {
-    /// Applies findings according to the mode.
-    fn apply(&mut self, findings: Findings, mode: Mode) {
-        self.warnings.extend(findings.warnings);
-        if findings.violations.is_empty() {
-            return;
-        }
-        for v in &findings.violations {
-            if mode != Mode::Enforce {
-                tracing::info!(
-                    uid = %self.summary.uid,
-                    namespace = self.summary.namespace.as_deref().unwrap_or(""),
-                    name = %self.summary.name,
-                    kind = %self.summary.kind,
-                    rule = v.rule,
-                    mode = mode.as_str(),
-                    message = %v.message,
-                    "policy violation admitted"
-                );
-            }
-        }
-        match mode {
-            Mode::Enforce => {
-                let message = findings
-                    .violations
-                    .iter()
-                    .map(|v| v.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                self.deny(message);
-            }
-            Mode::Warn => {
-                self.warnings
-                    .extend(findings.violations.iter().map(|v| v.message.clone()));
-                self.summary.violations = findings.violations;
-            }
-            Mode::Audit => {
-                for v in &findings.violations {
-                    // One key per rule: a rule broken twice keeps both messages.
-                    self.response
-                        .audit_annotations
-                        .entry(v.rule.to_owned())
-                        .and_modify(|m| {
-                            m.push_str("; ");
-                            m.push_str(&v.message);
-                        })
-                        .or_insert_with(|| v.message.clone());
-                }
-                self.summary.violations = findings.violations;
-            }
-        }
-    }
-
-    fn deny(&mut self, message: String) {
-        // A denial drops the patch: nothing is created, so nothing is mutated.
-        let mut denied = AdmissionResponse::from_parts_of(&self.response).deny(message);
-        denied.result.code = 403;
-        denied.result.reason = "Forbidden".to_owned();
-        self.response = denied;
-        self.summary.verdict = Verdict::Denied;
-        self.summary.patch_operations.clear();
-    }
-
-    /// The object could not be read: refuse it, saying what is wrong.
-    fn fail(&mut self, message: String) {
-        let mut failed = AdmissionResponse::from_parts_of(&self.response).deny(message);
-        failed.result.code = 400;
-        failed.result.reason = "BadRequest".to_owned();
-        self.response = failed;
-        self.summary.verdict = Verdict::Error;
-        self.summary.patch_operations.clear();
-    }
-
-    fn finish(mut self) -> Reviewed {
-        if !self.warnings.is_empty() {
-            self.response.warnings = Some(self.warnings);
-        }
-        Reviewed {
-            review: self.response.into_review(),
-            summary: self.summary,
-        }
-    }
-}
-
-trait FromPartsOf {
-    /// A fresh response with the same uid and types as `other`, allowed, without patch.
-    fn from_parts_of(other: &AdmissionResponse) -> AdmissionResponse;
-}
-
-impl FromPartsOf for AdmissionResponse {
-    fn from_parts_of(other: &AdmissionResponse) -> AdmissionResponse {
-        let mut fresh = AdmissionResponse::invalid("");
-        fresh.types = other.types.clone();
-        fresh.uid = other.uid.clone();
-        fresh.allowed = true;
-        fresh.result = Default::default();
-        fresh.audit_annotations = other.audit_annotations.clone();
-        fresh
-    }
-}
-
-/// A pod from the request, decoded into typed metadata and spec; errors name the field.
-pub(crate) struct PodParts<'a> {
-    pub meta: &'a ObjectMeta,
-    // Boxed: a `PodSpec` is 1.5 KiB, and the review future would carry it by value.
-    pub spec: Box<PodSpec>,
-}
-
-/// The object the request carries, or a message saying it is missing.
-fn object(request: &AdmissionRequest<DynamicObject>) -> Result<&DynamicObject, String> {
-    request.object.as_ref().ok_or_else(|| {
-        format!(
-            "{} {}: the AdmissionReview request has no object",
-            request.kind.kind, request.name
-        )
+    outcome.unwrap_or_else(|error| {
+        // Only a request built wrong (no uid, say) gets here: answer it as unreadable.
+        let mut response = AdmissionResponse::invalid(error.to_string());
+        response.uid = request.uid.clone();
+        Reviewed::unreadable(response, request.uid.clone())
     })
-}
-
-/// Decodes `field` of an object's data into `T`, naming the exact path that is wrong.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(
-    data: &Value,
-    field: &str,
-    object: &str,
-) -> Result<T, String> {
-    let value = data
-        .get(field)
-        .ok_or_else(|| format!("cannot read {object}: {field} is missing"))?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            field.to_owned()
-        } else {
-            format!("{field}.{path}")
-        };
-        format!("cannot read {object}: {at}: {}", e.inner())
-    })
-}
-
-/// The request's pod: `decoded` when the fast path read it already, else from the object.
-fn pod_parts<'a>(
-    request: &'a AdmissionRequest<DynamicObject>,
-    decoded: Option<PodParts<'a>>,
-) -> Result<(String, PodParts<'a>), String> {
-    if let Some(pod) = decoded {
-        let name = validate::object_ref("Pod", request.namespace.as_deref(), pod.meta);
-        return Ok((name, pod));
-    }
-    let obj = object(request)?;
-    let name = validate::object_ref("Pod", request.namespace.as_deref(), &obj.metadata);
-    let spec = Box::new(decode::<rule_spec::RuleSpec>(&obj.data, "spec", &name)?.into());
-    Ok((
-        name,
-        PodParts {
-            meta: &obj.metadata,
-            spec,
-        },
-    ))
-}
-
-fn detection_violation(object: &str, error: crate::detect::DetectError) -> Findings {
-    Findings {
-        violations: vec![Violation {
-            rule: "role-annotation",
-            message: format!("{object}: {error}"),
-        }],
-        warnings: Vec::new(),
-    }
-}
-
-async fn mutate_pod(
-    policy: &Policy,
-    cluster: &dyn ClusterView,
-    request: &AdmissionRequest<DynamicObject>,
-    decoded: Option<PodParts<'_>>,
-    ctx: &mut Ctx,
-) -> Result<Findings, String> {
-    let (name, pod) = pod_parts(request, decoded)?;
-    let found = match policy
-        .detector
-        .classify(pod.meta.annotations.as_ref(), &pod.spec)
-    {
-        Ok(f) => f,
-        Err(e) => return Ok(detection_violation(&name, e)),
-    };
-    // Every container that needs privileges ends up privileged, whether the pod asked for it or
-    // the patch adds it: either way Pod Security Admission would refuse the pod.
-    let findings = cluster_rules::pod_security(cluster, request, &name, &found).await;
-    let m = mutate::mutate(&pod.spec, "/spec", &found, &policy.config.mutation);
-    if m.is_empty() {
-        return Ok(findings);
-    }
-    let mut per_rule: BTreeMap<Rule, usize> = BTreeMap::new();
-    for c in &m.changes {
-        *per_rule.entry(c.rule).or_default() += c.operations;
-        ctx.warnings.push(c.message.clone());
-    }
-    ctx.response = ctx
-        .response
-        .clone()
-        .with_patch(m.patch)
-        .map_err(|e| format!("cannot encode the patch for {name}: {e}"))?;
-    ctx.summary.verdict = Verdict::Mutated;
-    ctx.summary.patch_operations = per_rule.into_iter().collect();
-    Ok(findings)
-}
-
-async fn validate_pod(
-    policy: &Policy,
-    cluster: &dyn ClusterView,
-    request: &AdmissionRequest<DynamicObject>,
-    decoded: Option<PodParts<'_>>,
-) -> Result<Findings, String> {
-    let (name, pod) = pod_parts(request, decoded)?;
-    let found = match policy
-        .detector
-        .classify(pod.meta.annotations.as_ref(), &pod.spec)
-    {
-        Ok(f) => f,
-        Err(e) => return Ok(detection_violation(&name, e)),
-    };
-    let mut findings = validate::pod::check(&name, "spec", &pod.spec, &found);
-    findings
-        .extend(cluster_rules::bare_pod(policy, cluster, request, &name, pod.meta, &found).await?);
-    Ok(findings)
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::cluster::NoCluster;
+    use crate::config::Config;
 
     const POD_REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"ci","operation":"CREATE","userInfo":{},"object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"e","image":"earthly/earthly"}]}}}}"#;
 

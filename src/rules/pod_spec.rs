@@ -25,7 +25,7 @@ use serde::Deserialize;
 /// The fields of a pod spec the rules read.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct RuleSpec {
+pub struct RuleSpec {
     // k8s-openapi reads a missing or null `containers` (and name below) as empty; so does this.
     containers: Option<Vec<RuleContainer>>,
     init_containers: Option<Vec<RuleContainer>>,
@@ -163,7 +163,7 @@ mod tests {
                 .expect("json")
         };
         assert_eq!(patch(&slim), patch(&full));
-        let findings = |s: &PodSpec| crate::validate::pod::check("Pod ci/p", "spec", s, &found);
+        let findings = |s: &PodSpec| crate::rules::footguns::check("Pod ci/p", "spec", s, &found);
         assert_eq!(findings(&slim), findings(&full));
     }
 

@@ -2,11 +2,78 @@
 //! `maxReplicas` are spelt alike): an autoscaler that may scale a buildkitd workload beyond one
 //! replica. The target workload is looked up by the caller.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::admission::Operation;
 use serde::Deserialize;
 
-use super::buildkitd::{Demand, runs_buildkitd};
+use super::buildkitd::runs_buildkitd;
+use super::instances::{Demand, judge_template};
+use super::lookups::{Lookups, Stop, finish, nothing};
+use super::{Context, Findings, Input, Judgement, Rule, RuleId, object_ref};
 use crate::cluster::{Workload, WorkloadKind};
 use crate::detect::Found;
+
+/// HorizontalPodAutoscalers being created or updated.
+pub struct Autoscalers;
+
+/// An autoscaler as the rule reads it.
+#[derive(Deserialize)]
+pub struct Object {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    spec: Option<AutoscalerSpec>,
+}
+
+#[async_trait::async_trait]
+impl Rule for Autoscalers {
+    type Object = Object;
+
+    async fn review(
+        &self,
+        cx: &Context<'_>,
+        input: Input<'_, Object>,
+    ) -> Result<Judgement, String> {
+        finish(check(cx, &input).await)
+    }
+}
+
+async fn check(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, Stop> {
+    let obj = input.object()?;
+    if obj.metadata.deletion_timestamp.is_some() {
+        return nothing();
+    }
+    let subject = object_ref(
+        "HorizontalPodAutoscaler",
+        input.request.namespace.as_deref(),
+        &obj.metadata,
+    );
+    let spec = obj
+        .spec
+        .as_ref()
+        .ok_or_else(|| format!("cannot read {subject}: spec is missing"))?;
+    if spec.max_replicas <= 1 {
+        return nothing();
+    }
+    if input.request.operation == Operation::Update
+        && input.old_object.and_then(|o| o.spec.as_ref()) == Some(spec)
+    {
+        return nothing();
+    }
+    let Some((kind, name)) = target(spec) else {
+        return nothing();
+    };
+    let namespace = input.namespace();
+    let lookups = Lookups::new(cx, &subject);
+    // An autoscaler may be created before its target; the target's own scale requests are
+    // judged when the autoscaler makes them.
+    let Some(target) = lookups.workload(kind, namespace, name).await? else {
+        return nothing();
+    };
+    judge_template(cx, &lookups, namespace, &target.template, |found| {
+        demand(&subject, spec, &target, found)
+    })
+    .await
+}
 
 /// The parts of an autoscaler's `spec` the rule reads, in both API versions.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -50,7 +117,7 @@ pub fn demand(
         return None;
     }
     Some(Demand {
-        rule: "buildkitd-autoscaler",
+        rule: RuleId::BuildkitdAutoscaler,
         found: format!(
             "{subject} may scale {} {}/{} up to {} replicas",
             target.kind.as_str(),
@@ -65,7 +132,7 @@ pub fn demand(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::testing::workload;
+    use crate::rules::testing::workload;
     use serde_json::json;
 
     fn spec(v: serde_json::Value) -> AutoscalerSpec {
@@ -113,7 +180,7 @@ mod tests {
         );
         let (w, found) = target_workload("earthly/buildkitd");
         let d = demand("HorizontalPodAutoscaler ci/bk", &s, &w, &found).expect("demand");
-        assert_eq!(d.rule, "buildkitd-autoscaler");
+        assert_eq!(d.rule, RuleId::BuildkitdAutoscaler);
         assert_eq!(
             d.single().message,
             "earthly/buildkitd does not support multi-node setups: HorizontalPodAutoscaler ci/bk \

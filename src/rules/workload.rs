@@ -1,11 +1,103 @@
 //! Deployments, StatefulSets, ReplicaSets and DaemonSets whose pod template runs buildkitd: how
 //! many instances they ask for.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::core::admission::Operation;
+use serde::Deserialize;
 
-use super::buildkitd::{Demand, runs_buildkitd};
+use super::buildkitd::runs_buildkitd;
+use super::instances::{Demand, judge_template};
+use super::lookups::{Lookups, Stop, finish, nothing};
+use super::{Context, Findings, Input, Judgement, Rule, RuleId, object_ref};
 use crate::cluster::{Workload, WorkloadKind};
 use crate::detect::Found;
+
+/// Deployments, StatefulSets, ReplicaSets and DaemonSets being created or updated.
+pub struct Workloads;
+
+/// A workload as the rule reads it; the four kinds spell these fields alike.
+#[derive(Deserialize)]
+pub struct Object {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    spec: Option<Spec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    #[serde(default)]
+    replicas: Option<i32>,
+    #[serde(default)]
+    selector: Option<LabelSelector>,
+    #[serde(default)]
+    template: Option<PodTemplateSpec>,
+}
+
+impl Object {
+    fn workload(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        subject: &str,
+    ) -> Result<Workload, String> {
+        let spec = self
+            .spec
+            .as_ref()
+            .ok_or_else(|| format!("cannot read {subject}: spec is missing"))?;
+        Ok(Workload {
+            kind,
+            namespace: namespace.to_owned(),
+            name: self.metadata.name.clone().unwrap_or_default(),
+            replicas: spec.replicas,
+            selector: spec.selector.clone(),
+            template: spec.template.clone().unwrap_or_default(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Rule for Workloads {
+    type Object = Object;
+
+    async fn review(
+        &self,
+        cx: &Context<'_>,
+        input: Input<'_, Object>,
+    ) -> Result<Judgement, String> {
+        finish(check(cx, &input).await)
+    }
+}
+
+async fn check(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, Stop> {
+    let Some(kind) = WorkloadKind::parse(input.request.kind()) else {
+        return nothing();
+    };
+    let obj = input.object()?;
+    if obj.metadata.deletion_timestamp.is_some() || judged_through_owner(kind, &obj.metadata) {
+        return nothing();
+    }
+    let namespace = input.namespace();
+    let subject = object_ref(
+        kind.as_str(),
+        input.request.namespace.as_deref(),
+        &obj.metadata,
+    );
+    let new = obj.workload(kind, namespace, &subject)?;
+    if input.request.operation == Operation::Update
+        && let Some(old) = input.old_object
+        && let Ok(old) = old.workload(kind, namespace, &subject)
+        && same_shape(&old, &new)
+    {
+        return nothing();
+    }
+    let lookups = Lookups::new(cx, &subject);
+    judge_template(cx, &lookups, namespace, &new.template, |found| {
+        demand(&subject, &new, found)
+    })
+    .await
+}
 
 /// The demand of a workload that runs more than one buildkitd, if it does. `subject` names it
 /// (`Deployment ci/bk`); `found` is what detection found in its pod template.
@@ -15,7 +107,7 @@ pub fn demand(subject: &str, workload: &Workload, found: &[Found]) -> Option<Dem
     }
     match workload.kind {
         WorkloadKind::DaemonSet => Some(Demand {
-            rule: "buildkitd-daemonset",
+            rule: RuleId::BuildkitdDaemonset,
             found: format!("{subject} runs one buildkitd on every node"),
             fix: "Use a Deployment with replicas: 1".to_owned(),
         }),
@@ -23,7 +115,7 @@ pub fn demand(subject: &str, workload: &Workload, found: &[Found]) -> Option<Dem
             // The apiserver defaults an absent `replicas` to 1.
             let n = workload.replicas.unwrap_or(1);
             (n > 1).then(|| Demand {
-                rule: "buildkitd-replicas",
+                rule: RuleId::BuildkitdReplicas,
                 found: format!("{subject} asks for {n} replicas"),
                 fix: "Set replicas: 1".to_owned(),
             })
@@ -52,7 +144,7 @@ pub fn judged_through_owner(kind: WorkloadKind, meta: &ObjectMeta) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::testing::workload;
+    use crate::rules::testing::workload;
     use serde_json::json;
 
     #[test]
@@ -63,7 +155,7 @@ mod tests {
             "earthly/buildkitd:v0.8.15",
         );
         let d = demand("Deployment earthly-ci/earthly-buildkitd", &w, &found).expect("demand");
-        assert_eq!(d.rule, "buildkitd-replicas");
+        assert_eq!(d.rule, RuleId::BuildkitdReplicas);
         assert_eq!(
             d.single().message,
             "earthly/buildkitd does not support multi-node setups: Deployment \
@@ -102,7 +194,7 @@ mod tests {
             "earthly/buildkitd@sha256:0000000000000000000000000000000000000000000000000000000000000000",
         );
         let d = demand("DaemonSet ci/bk", &w, &found).expect("demand");
-        assert_eq!(d.rule, "buildkitd-daemonset");
+        assert_eq!(d.rule, RuleId::BuildkitdDaemonset);
         assert_eq!(
             d.single().message,
             "earthly/buildkitd does not support multi-node setups: DaemonSet ci/bk runs one \

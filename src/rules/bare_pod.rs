@@ -4,11 +4,67 @@
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::admission::Operation;
 
-use super::Findings;
-use super::buildkitd::Demand;
-use super::service::{self, service_ref};
+use super::buildkitd::{is_live_buildkitd, pod_ref, runs_buildkitd};
+use super::instances::Demand;
+use super::lookups::{Lookups, Stop, nothing};
+use super::sticky::{self, service_ref};
+use super::{Context, Findings, RuleId};
 use crate::config::Instances;
+use crate::detect::Found;
+
+/// A bare buildkitd pod being created (or relabelled) at `/validate`. `subject` names it, `meta`
+/// is its metadata (`old_labels` the labels before an UPDATE) and `found` is what detection
+/// found in it.
+pub(crate) async fn judge(
+    cx: &Context<'_>,
+    namespace: &str,
+    operation: &Operation,
+    old_labels: Option<Option<&std::collections::BTreeMap<String, String>>>,
+    subject: &str,
+    meta: &ObjectMeta,
+    found: &[Found],
+) -> Result<Findings, Stop> {
+    if !runs_buildkitd(found) || !is_bare(meta) || meta.deletion_timestamp.is_some() {
+        return nothing();
+    }
+    // Of updates, only a change of labels can put the pod behind another Service.
+    if *operation == Operation::Update && old_labels.is_some_and(|old| old == meta.labels.as_ref())
+    {
+        return nothing();
+    }
+    let b = &cx.policy.config().buildkitd;
+    let lookups = Lookups::new(cx, subject);
+    let services = lookups.services(namespace).await?;
+    let mut neighbours = Vec::new();
+    for svc in sticky::fronting(&services, meta.labels.as_ref()) {
+        if !needs_pods(svc, b.instances, b.min_sticky_timeout_seconds) {
+            continue;
+        }
+        let Some(selector) = sticky::pod_selector(svc) else {
+            continue;
+        };
+        let others = lookups
+            .pods(namespace, selector)
+            .await?
+            .iter()
+            .filter(|p| meta.name.is_none() || p.metadata.name != meta.name)
+            .filter(|p| is_live_buildkitd(cx.policy.detector(), p))
+            .map(pod_ref)
+            .collect();
+        neighbours.push(Neighbours {
+            service: svc,
+            others,
+        });
+    }
+    Ok(check(
+        subject,
+        &neighbours,
+        b.instances,
+        b.min_sticky_timeout_seconds,
+    ))
+}
 
 /// Whether no controller owns the pod (a Job's, ReplicaSet's or StatefulSet's pods are judged
 /// through their controller).
@@ -25,7 +81,7 @@ pub fn is_bare(meta: &ObjectMeta) -> bool {
 pub fn needs_pods(service: &Service, instances: Instances, min_timeout_seconds: i32) -> bool {
     match instances {
         Instances::Single => true,
-        Instances::Sticky => service::stickiness(service, min_timeout_seconds).is_err(),
+        Instances::Sticky => sticky::stickiness(service, min_timeout_seconds).is_err(),
     }
 }
 
@@ -57,7 +113,7 @@ pub fn check(
         match instances {
             Instances::Single => out.violations.push(
                 Demand {
-                    rule: "buildkitd-second-pod",
+                    rule: RuleId::BuildkitdSecondPod,
                     found: format!(
                         "{subject} would be a second buildkitd behind {}, next to {next_to}",
                         service_ref(n.service)
@@ -68,7 +124,7 @@ pub fn check(
             ),
             Instances::Sticky => out.extend(
                 Demand {
-                    rule: "buildkitd-second-pod",
+                    rule: RuleId::BuildkitdSecondPod,
                     found: format!("{subject} would be a second buildkitd next to {next_to}"),
                     fix,
                 }
@@ -82,7 +138,6 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::buildkitd::RULE_NOT_STICKY;
     use serde_json::json;
 
     fn service(spec: serde_json::Value) -> Service {
@@ -123,7 +178,7 @@ mod tests {
         }];
         let f = check("Pod ci/bk-2", &n, Instances::Single, 600);
         assert_eq!(f.violations.len(), 1);
-        assert_eq!(f.violations[0].rule, "buildkitd-second-pod");
+        assert_eq!(f.violations[0].rule, RuleId::BuildkitdSecondPod);
         assert_eq!(
             f.violations[0].message,
             "earthly/buildkitd does not support multi-node setups: Pod ci/bk-2 would be a second \
@@ -185,7 +240,7 @@ mod tests {
         }];
         let f = check("Pod ci/bk-2", &n, Instances::Sticky, 600);
         assert_eq!(f.violations.len(), 1);
-        assert_eq!(f.violations[0].rule, RULE_NOT_STICKY);
+        assert_eq!(f.violations[0].rule, RuleId::BuildkitdServiceNotSticky);
         assert_eq!(
             f.violations[0].message,
             "earthly/buildkitd multi-instance mode needs sticky sessions: Pod ci/bk-2 would be a \

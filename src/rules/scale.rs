@@ -2,9 +2,73 @@
 //! `autoscaling/v1` Scale with no pod template, so the rule needs the target workload, looked up
 //! by the caller.
 
-use super::buildkitd::{Demand, runs_buildkitd};
+use k8s_openapi::api::autoscaling::v1::ScaleSpec;
+use serde::Deserialize;
+
+use super::buildkitd::runs_buildkitd;
+use super::instances::{Demand, judge_template};
+use super::lookups::{Lookups, Stop, finish, nothing};
+use super::{Context, Findings, Input, Judgement, Rule, RuleId};
 use crate::cluster::{Workload, WorkloadKind};
 use crate::detect::Found;
+
+/// Writes to the `scale` subresource of Deployments, StatefulSets and ReplicaSets.
+pub struct Scale;
+
+/// An `autoscaling/v1` Scale as the rule reads it.
+#[derive(Deserialize)]
+pub struct Object {
+    spec: Option<ScaleSpec>,
+}
+
+#[async_trait::async_trait]
+impl Rule for Scale {
+    type Object = Object;
+
+    async fn review(
+        &self,
+        cx: &Context<'_>,
+        input: Input<'_, Object>,
+    ) -> Result<Judgement, String> {
+        finish(check(cx, &input).await)
+    }
+}
+
+async fn check(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, Stop> {
+    let request = input.request;
+    let Some(kind) = target_kind(&request.resource.group, &request.resource.resource) else {
+        return nothing();
+    };
+    let namespace = input.namespace();
+    let subject = format!("{} {namespace}/{}", kind.as_str(), request.name);
+    let what = format!("Scale {namespace}/{}", request.name);
+    // An absent spec.replicas is 0 to the apiserver (autoscaling/v1 ScaleSpec).
+    let replicas = |obj: &Object| -> Result<i32, String> {
+        let spec = obj
+            .spec
+            .as_ref()
+            .ok_or_else(|| format!("cannot read {what}: spec is missing"))?;
+        Ok(spec.replicas.unwrap_or(0))
+    };
+    let new = replicas(input.object()?)?;
+    if new <= 1 {
+        return nothing();
+    }
+    if let Some(old) = input.old_object
+        && replicas(old).ok() == Some(new)
+    {
+        return nothing();
+    }
+    let lookups = Lookups::new(cx, &subject);
+    // Not found: the apiserver answers the scale request with 404 itself.
+    let Some(target) = lookups.workload(kind, namespace, &request.name).await? else {
+        return nothing();
+    };
+    judge_template(cx, &lookups, namespace, &target.template, |found| {
+        demand(&target, found, new)
+    })
+    .await
+}
 
 /// The workload kind whose `scale` subresource a request writes, from `request.resource`.
 /// DaemonSets have no `scale` subresource; other groups are not ours to judge.
@@ -24,7 +88,7 @@ pub fn demand(target: &Workload, found: &[Found], replicas: i32) -> Option<Deman
         return None;
     }
     Some(Demand {
-        rule: "buildkitd-scale",
+        rule: RuleId::BuildkitdScale,
         found: format!(
             "{} {}/{} is being scaled to {replicas} replicas",
             target.kind.as_str(),
@@ -38,7 +102,7 @@ pub fn demand(target: &Workload, found: &[Found], replicas: i32) -> Option<Deman
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::testing::workload;
+    use crate::rules::testing::workload;
 
     fn target(image: &str) -> (Workload, Vec<Found>) {
         let (mut w, found) = workload(WorkloadKind::Deployment, Some(1), image);
@@ -69,7 +133,7 @@ mod tests {
     fn rejects_scaling_buildkitd_deployment_to_two() {
         let (w, found) = target("earthly/buildkitd:v0.5.20");
         let d = demand(&w, &found, 2).expect("demand");
-        assert_eq!(d.rule, "buildkitd-scale");
+        assert_eq!(d.rule, RuleId::BuildkitdScale);
         assert_eq!(
             d.single().message,
             "earthly/buildkitd does not support multi-node setups: Deployment \

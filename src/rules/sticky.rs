@@ -1,13 +1,21 @@
-//! Services in front of buildkitd: which pods a Service selects, whether it keeps each client on
-//! one instance ("sticky"), and the sticky-mode rule for a Service being created or updated.
+//! Whether a Service keeps each client on one buildkitd ("sticky"), which pods it selects, and
+//! the sentences every multi-instance message shares. Read by the workload, bare-pod and Service
+//! rules alike.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Service;
 
-use super::Violation;
-use super::buildkitd::{RULE_NOT_STICKY, STICKY_PREFIX};
 use crate::cluster::selector_matches;
+
+/// Start of every single-instance denial (upstream: "Multi-node `earthly/buildkitd`
+/// configurations are currently unsupported").
+pub const SINGLE_PREFIX: &str = "earthly/buildkitd does not support multi-node setups: ";
+/// Start of every sticky-mode denial.
+pub const STICKY_PREFIX: &str = "earthly/buildkitd multi-instance mode needs sticky sessions: ";
+/// The way out that single-instance mode always offers besides running one instance.
+pub const STICKY_WAY_OUT: &str =
+    "enable sticky multi-instance mode and front it with a Service using sessionAffinity: ClientIP";
 
 /// `sessionAffinityConfig.clientIP.timeoutSeconds` when a `ClientIP` Service does not set it:
 /// the Kubernetes default, 3 hours (ServiceSpec API reference).
@@ -55,7 +63,7 @@ impl NotSticky {
     }
 
     /// The way out, starting a sentence about the Service itself.
-    fn remedy_for_service(&self, min_timeout_seconds: i32) -> String {
+    pub(super) fn remedy_for_service(&self, min_timeout_seconds: i32) -> String {
         match self {
             NotSticky::NoAffinity(_) | NotSticky::ShortTimeout(_) => format!(
                 "Set sessionAffinity: ClientIP with sessionAffinityConfig.clientIP.timeoutSeconds \
@@ -118,54 +126,6 @@ pub fn fronting<'a>(
     labels: Option<&BTreeMap<String, String>>,
 ) -> Vec<&'a Service> {
     services.iter().filter(|s| selects(s, labels)).collect()
-}
-
-/// Whether an update leaves everything these rules read as it was.
-pub fn same_shape(old: &Service, new: &Service) -> bool {
-    let shape = |s: &Service| {
-        s.spec.as_ref().map(|s| {
-            (
-                s.selector.clone(),
-                s.type_.clone(),
-                s.cluster_ip.clone(),
-                s.session_affinity.clone(),
-                s.session_affinity_config.clone(),
-            )
-        })
-    };
-    shape(old) == shape(new)
-}
-
-/// Whether sticky mode must know which pods the Service selects: only a Service that routes to
-/// pods and is not sticky can break the rule.
-pub fn needs_pods(service: &Service, min_timeout_seconds: i32) -> bool {
-    pod_selector(service).is_some() && stickiness(service, min_timeout_seconds).is_err()
-}
-
-/// Sticky mode: a Service that selects buildkitd pods must keep each client on one of them.
-/// `subject` names the Service; `buildkitd_pods` names the live buildkitd pods it selects.
-pub fn check(
-    subject: &str,
-    service: &Service,
-    buildkitd_pods: &[String],
-    min_timeout_seconds: i32,
-) -> Option<Violation> {
-    let first = buildkitd_pods.first()?;
-    let why = stickiness(service, min_timeout_seconds).err()?;
-    let pods = match buildkitd_pods.len() {
-        1 => first.clone(),
-        2 => format!("{first} and 1 more pod"),
-        n => format!("{first} and {} more pods", n - 1),
-    };
-    Some(Violation {
-        rule: RULE_NOT_STICKY,
-        message: format!(
-            "{STICKY_PREFIX}{subject} selects buildkitd {pods} but {}. {}, or change its selector \
-             so that it selects no buildkitd pods.",
-            why.problem(),
-            why.remedy_for_service(min_timeout_seconds),
-        ),
-    })
 }
 
 #[cfg(test)]
@@ -236,78 +196,5 @@ mod tests {
             &service(json!({"selector": {"app": "bk"}})),
             Some(&l)
         ));
-    }
-
-    #[test]
-    fn sticky_service_needs_no_pod_lookup() {
-        let s = service(json!({"selector": {"app": "bk"}, "sessionAffinity": "ClientIP"}));
-        assert!(!needs_pods(&s, 600));
-        assert!(!needs_pods(&service(json!({})), 600));
-        assert!(needs_pods(
-            &service(json!({"selector": {"app": "bk"}})),
-            600
-        ));
-    }
-
-    #[test]
-    fn rejects_plain_service_in_front_of_buildkitd_pods() {
-        let s = service(json!({"selector": {"app": "bk"}}));
-        let v = check(
-            "Service ci/bk",
-            &s,
-            &["Pod ci/bk-0".to_owned(), "Pod ci/bk-1".to_owned()],
-            600,
-        )
-        .expect("violation");
-        assert_eq!(v.rule, RULE_NOT_STICKY);
-        assert_eq!(
-            v.message,
-            "earthly/buildkitd multi-instance mode needs sticky sessions: Service ci/bk selects \
-             buildkitd Pod ci/bk-0 and 1 more pod but has sessionAffinity: None. Set \
-             sessionAffinity: ClientIP with sessionAffinityConfig.clientIP.timeoutSeconds of at \
-             least 600, or change its selector so that it selects no buildkitd pods."
-        );
-    }
-
-    #[test]
-    fn rejects_headless_service_in_front_of_buildkitd_pods() {
-        let s = service(json!({"selector": {"app": "bk"}, "clusterIP": "None"}));
-        let v = check("Service ci/bk", &s, &["Pod ci/bk-0".to_owned()], 600).expect("violation");
-        assert_eq!(
-            v.message,
-            "earthly/buildkitd multi-instance mode needs sticky sessions: Service ci/bk selects \
-             buildkitd Pod ci/bk-0 but is headless (clusterIP: None), so DNS spreads clients over \
-             every instance. Use a Service with a cluster IP and sessionAffinity: ClientIP with \
-             sessionAffinityConfig.clientIP.timeoutSeconds of at least 600, or change its \
-             selector so that it selects no buildkitd pods."
-        );
-    }
-
-    #[test]
-    fn accepts_plain_service_without_buildkitd_pods() {
-        let s = service(json!({"selector": {"app": "web"}}));
-        assert_eq!(check("Service ci/bk", &s, &[], 600), None);
-    }
-
-    #[test]
-    fn accepts_sticky_service_in_front_of_buildkitd_pods() {
-        let s = service(
-            json!({"selector": {"app": "bk"}, "sessionAffinity": "ClientIP",
-            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 3600}}}),
-        );
-        assert_eq!(
-            check("Service ci/bk", &s, &["Pod ci/bk-0".to_owned()], 600),
-            None
-        );
-    }
-
-    #[test]
-    fn label_only_update_keeps_the_shape() {
-        let a = service(json!({"selector": {"app": "bk"}}));
-        let mut b = a.clone();
-        b.metadata.labels = Some(labels(&[("x", "y")]));
-        assert!(same_shape(&a, &b));
-        let c = service(json!({"selector": {"app": "bk"}, "sessionAffinity": "ClientIP"}));
-        assert!(!same_shape(&a, &c));
     }
 }

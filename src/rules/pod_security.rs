@@ -5,8 +5,50 @@
 
 use std::collections::BTreeMap;
 
-use super::Violation;
+use super::{Context, Findings, RuleId, Violation};
+use crate::cluster::LookupError;
 use crate::detect::Found;
+
+/// Pod Security Admission, at `/mutate`: a pod that will run privileged once mutated, in a
+/// namespace that enforces `baseline` or `restricted`. At `/mutate` because the apiserver's
+/// PodSecurity plugin runs before every validating webhook, so `/validate` would never see the
+/// pods it refuses (docs/policy.md). Advisory: when the namespace cannot be looked up the check
+/// is skipped, whatever the failure mode, since the pod may well be fine.
+pub(crate) async fn judge(
+    cx: &Context<'_>,
+    namespace: Option<&str>,
+    subject: &str,
+    found: &[Found],
+) -> Findings {
+    let privileged: Vec<&Found> = found.iter().filter(|f| f.role.needs_privileges()).collect();
+    let Some(namespace) = namespace.filter(|_| !privileged.is_empty()) else {
+        return Findings::default();
+    };
+    let labels = match cx.cluster.namespace_labels(namespace).await {
+        Ok(Some(labels)) => labels,
+        Ok(None) => return Findings::default(),
+        Err(error @ (LookupError::Unavailable | LookupError::Unknown(_))) => {
+            // No API at all (a laptop, or `check` without the namespace in its input).
+            tracing::debug!(subject, %error, "Pod Security Admission check skipped");
+            return Findings::default();
+        }
+        Err(error) => {
+            tracing::warn!(
+                subject,
+                namespace,
+                %error,
+                "namespace lookup failed; Pod Security Admission check skipped"
+            );
+            return Findings::default();
+        }
+    };
+    Findings {
+        violations: check(subject, namespace, &labels, &privileged)
+            .into_iter()
+            .collect(),
+        warnings: Vec::new(),
+    }
+}
 
 /// The namespace label that makes Pod Security Admission refuse pods.
 pub const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
@@ -44,7 +86,7 @@ pub fn check(
         format!("containers {}", list.join(", "))
     };
     Some(Violation {
-        rule: "pod-security-admission",
+        rule: RuleId::PodSecurityAdmission,
         message: format!(
             "{subject}: {containers} must run privileged, but namespace {namespace} enforces \
              {standard} ({ENFORCE_LABEL}: {level}), so Pod Security Admission will refuse the \
@@ -78,7 +120,7 @@ mod tests {
     fn warns_about_privileged_runner_in_baseline_namespace() {
         let f = found("earthly", Role::AllInOne);
         let v = check("Pod ci/runner-*", "ci", &labels("baseline"), &[&f]).expect("violation");
-        assert_eq!(v.rule, "pod-security-admission");
+        assert_eq!(v.rule, RuleId::PodSecurityAdmission);
         assert_eq!(
             v.message,
             "Pod ci/runner-*: container earthly (all-in-one Earthly runner) must run privileged, \

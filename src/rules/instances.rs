@@ -1,0 +1,177 @@
+//! Objects that ask for several buildkitd instances behind one address: how such a demand is
+//! described, and how each `buildkitd.instances` mode judges it. `single` always refuses it;
+//! `sticky` looks up the Services in front of the instances and refuses each that does not pin
+//! clients. The one place that decides between the two modes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+
+use super::lookups::{Lookups, Stop, nothing};
+use super::sticky::{
+    NotSticky, SINGLE_PREFIX, STICKY_PREFIX, STICKY_WAY_OUT, fronting, service_ref, stickiness,
+};
+use super::{Context, Findings, RuleId, Violation, role_annotation};
+use crate::config::Instances;
+use crate::detect::Found;
+
+/// An object that asks for more than one buildkitd instance behind one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demand {
+    /// Audit annotation key in single-instance mode.
+    pub rule: RuleId,
+    /// What was found, as a sentence without its full stop:
+    /// `Deployment earthly-ci/earthly-buildkitd asks for 3 replicas`.
+    pub found: String,
+    /// The way back to one instance, capitalised: `Set replicas: 1`.
+    pub fix: String,
+}
+
+impl Demand {
+    /// Single-instance mode: the demand itself is the violation.
+    pub fn single(&self) -> Violation {
+        Violation {
+            rule: self.rule,
+            message: format!(
+                "{SINGLE_PREFIX}{}. {}, or {STICKY_WAY_OUT}.",
+                self.found, self.fix
+            ),
+        }
+    }
+
+    /// Sticky mode: one violation per Service among `fronting` (the Services that select the
+    /// instances) that does not keep a client on one instance.
+    pub fn sticky<'a>(
+        &self,
+        fronting: impl IntoIterator<Item = &'a Service>,
+        min_timeout_seconds: i32,
+    ) -> Findings {
+        let violations = fronting
+            .into_iter()
+            .filter_map(|svc| {
+                let why = stickiness(svc, min_timeout_seconds).err()?;
+                Some(self.not_sticky(&service_ref(svc), &why, min_timeout_seconds))
+            })
+            .collect();
+        Findings {
+            violations,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn not_sticky(&self, service: &str, why: &NotSticky, min_timeout_seconds: i32) -> Violation {
+        Violation {
+            rule: RuleId::BuildkitdServiceNotSticky,
+            message: format!(
+                "{STICKY_PREFIX}{} behind {service}, which {}. {}, or {}.",
+                self.found,
+                why.problem(),
+                self.fix,
+                why.remedy(min_timeout_seconds)
+            ),
+        }
+    }
+}
+
+/// Judges a demand for several buildkitd instances whose pods carry `labels`: always a violation
+/// in single mode; in sticky mode, one per non-sticky Service in front of them.
+pub(crate) async fn judge(
+    cx: &Context<'_>,
+    lookups: &Lookups<'_>,
+    demand: &Demand,
+    namespace: &str,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Result<Findings, Stop> {
+    let b = &cx.policy.config().buildkitd;
+    match b.instances {
+        Instances::Single => Ok(Findings {
+            violations: vec![demand.single()],
+            warnings: Vec::new(),
+        }),
+        Instances::Sticky => {
+            let services = lookups.services(namespace).await?;
+            Ok(demand.sticky(fronting(&services, labels), b.min_sticky_timeout_seconds))
+        }
+    }
+}
+
+/// Judges the instances of a pod template: `demand` says, from what detection found in it,
+/// whether they are more than one buildkitd.
+pub(crate) async fn judge_template(
+    cx: &Context<'_>,
+    lookups: &Lookups<'_>,
+    namespace: &str,
+    template: &PodTemplateSpec,
+    demand: impl FnOnce(&[Found]) -> Option<Demand>,
+) -> Result<Findings, Stop> {
+    let Some(spec) = template.spec.as_ref() else {
+        return nothing();
+    };
+    let meta = template.metadata.as_ref();
+    let found = cx
+        .policy
+        .detector()
+        .classify(meta.and_then(|m| m.annotations.as_ref()), spec)
+        .map_err(|e| Stop::Done(role_annotation(lookups.subject(), e)))?;
+    let Some(demand) = demand(&found) else {
+        return nothing();
+    };
+    judge(
+        cx,
+        lookups,
+        &demand,
+        namespace,
+        meta.and_then(|m| m.labels.as_ref()),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn demand() -> Demand {
+        Demand {
+            rule: RuleId::BuildkitdReplicas,
+            found: "Deployment ci/bk asks for 3 replicas".to_owned(),
+            fix: "Set replicas: 1".to_owned(),
+        }
+    }
+
+    fn service(spec: serde_json::Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": "bk", "namespace": "ci"}, "spec": spec}))
+            .expect("service")
+    }
+
+    #[test]
+    fn single_mode_message_names_both_ways_out() {
+        assert_eq!(
+            demand().single().message,
+            "earthly/buildkitd does not support multi-node setups: Deployment ci/bk asks for 3 \
+             replicas. Set replicas: 1, or enable sticky multi-instance mode and front it with a \
+             Service using sessionAffinity: ClientIP."
+        );
+    }
+
+    #[test]
+    fn sticky_mode_names_the_service_that_is_not_sticky() {
+        let plain = service(json!({"selector": {"app": "bk"}}));
+        let f = demand().sticky([&plain], 600);
+        assert_eq!(f.violations.len(), 1);
+        assert_eq!(f.violations[0].rule, RuleId::BuildkitdServiceNotSticky);
+        assert_eq!(
+            f.violations[0].message,
+            "earthly/buildkitd multi-instance mode needs sticky sessions: Deployment ci/bk asks \
+             for 3 replicas behind Service ci/bk, which has sessionAffinity: None. Set replicas: \
+             1, or set sessionAffinity: ClientIP with sessionAffinityConfig.clientIP.timeoutSeconds \
+             of at least 600 on the Service."
+        );
+    }
+
+    #[test]
+    fn sticky_mode_accepts_sticky_services() {
+        let sticky = service(json!({"selector": {"app": "bk"}, "sessionAffinity": "ClientIP"}));
+        assert_eq!(demand().sticky([&sticky], 600), Findings::default());
+    }
+}

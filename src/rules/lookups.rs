@@ -1,0 +1,142 @@
+//! Lookups made on behalf of one object, for the rules that need facts from the cluster. Each
+//! family decides from the object alone whether a rule can apply at all (so unrelated objects
+//! never cause a lookup), then asks only what that rule needs through [`ClusterView`]. A failed
+//! lookup follows `cluster.failureMode`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+
+use super::{Context, Findings, RuleId};
+use crate::cluster::{ClusterView, LookupError, Workload, WorkloadKind, label_selector};
+use crate::config::FailureMode;
+
+/// Why a family stopped early.
+pub(crate) enum Stop {
+    /// The object cannot be read: the review fails with this message.
+    Unreadable(String),
+    /// The answer is known early (a lookup failed and the failure mode decided).
+    Done(Findings),
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Self {
+        Stop::Unreadable(message)
+    }
+}
+
+/// The end of a family's review: findings, or an object that cannot be read.
+pub(crate) fn finish(outcome: Result<Findings, Stop>) -> Result<super::Judgement, String> {
+    match outcome {
+        Ok(f) | Err(Stop::Done(f)) => Ok(f.into()),
+        Err(Stop::Unreadable(m)) => Err(m),
+    }
+}
+
+/// Nothing to judge.
+pub(crate) fn nothing() -> Result<Findings, Stop> {
+    Ok(Findings::default())
+}
+
+/// Lookups made on behalf of one object; failures become findings per the failure mode.
+/// Together they get `cluster.lookupTimeoutMs`, so a rule that needs several lookups still
+/// answers well within the webhook's own timeout when the API is slow.
+pub struct Lookups<'a> {
+    cluster: &'a dyn ClusterView,
+    failure: FailureMode,
+    /// The object under review, as messages name it.
+    subject: &'a str,
+    budget_ms: u64,
+    deadline: tokio::time::Instant,
+}
+
+impl<'a> Lookups<'a> {
+    pub fn new(cx: &Context<'a>, subject: &'a str) -> Self {
+        let settings = &cx.policy.config().cluster;
+        let budget_ms = settings.lookup_timeout_ms;
+        Self {
+            cluster: cx.cluster,
+            failure: settings.failure_mode,
+            subject,
+            budget_ms,
+            deadline: tokio::time::Instant::now() + std::time::Duration::from_millis(budget_ms),
+        }
+    }
+
+    /// The object under review, as messages name it.
+    pub fn subject(&self) -> &'a str {
+        self.subject
+    }
+
+    /// Runs one lookup within what is left of the budget.
+    async fn within<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        lookup: impl std::future::Future<Output = Result<T, LookupError>>,
+    ) -> Result<T, Stop> {
+        match tokio::time::timeout_at(self.deadline, lookup).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.failed(&what(), &error)),
+            Err(_) => Err(self.failed(&what(), &LookupError::Timeout(self.budget_ms))),
+        }
+    }
+
+    fn failed(&self, what: &str, error: &LookupError) -> Stop {
+        tracing::warn!(subject = self.subject, lookup = what, %error, "cluster lookup failed");
+        let head = format!(
+            "{}: cannot check for unsupported buildkitd setups: the lookup of {what} failed: {error}",
+            self.subject
+        );
+        Stop::Done(match self.failure {
+            FailureMode::Deny => Findings::violation(
+                RuleId::LookupFailed,
+                format!(
+                    "{head}. Retry once the webhook can reach the Kubernetes API (its \
+                     cluster.failureMode is deny)."
+                ),
+            ),
+            FailureMode::Allow => Findings {
+                violations: Vec::new(),
+                warnings: vec![format!(
+                    "{head}; admitted unchecked (the webhook's cluster.failureMode is allow)"
+                )],
+            },
+        })
+    }
+
+    pub(crate) async fn services(&self, namespace: &str) -> Result<Vec<Service>, Stop> {
+        self.within(
+            || format!("the Services of namespace {namespace}"),
+            self.cluster.services(namespace),
+        )
+        .await
+    }
+
+    pub(crate) async fn workload(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Workload>, Stop> {
+        self.within(
+            || format!("{} {namespace}/{name}", kind.as_str()),
+            self.cluster.workload(kind, namespace, name),
+        )
+        .await
+    }
+
+    pub(crate) async fn pods(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Vec<Pod>, Stop> {
+        let what = || {
+            format!(
+                "the pods of namespace {namespace} labelled {}",
+                label_selector(selector)
+            )
+        };
+        self.within(what, self.cluster.pods(namespace, selector))
+            .await
+    }
+}

@@ -1,0 +1,238 @@
+//! Services (sticky mode only): a Service that selects live buildkitd pods must keep each client
+//! on one of them. The pods it selects are listed with its selector and classified by the
+//! detector.
+
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::admission::Operation;
+use serde::Deserialize;
+
+use super::buildkitd::{is_live_buildkitd, pod_ref};
+use super::lookups::{Lookups, Stop, finish, nothing};
+use super::sticky::{STICKY_PREFIX, pod_selector, stickiness};
+use super::{Context, Findings, Input, Judgement, Rule, RuleId, Violation, object_ref};
+use crate::config::Instances;
+
+/// Services being created or updated.
+pub struct Services;
+
+/// A Service as the rule reads it.
+#[derive(Deserialize)]
+pub struct Object {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    spec: Option<ServiceSpec>,
+}
+
+impl Object {
+    fn service(&self, subject: &str) -> Result<Service, String> {
+        let spec = self
+            .spec
+            .clone()
+            .ok_or_else(|| format!("cannot read {subject}: spec is missing"))?;
+        Ok(Service {
+            metadata: self.metadata.clone(),
+            spec: Some(spec),
+            status: None,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Rule for Services {
+    type Object = Object;
+
+    async fn review(
+        &self,
+        cx: &Context<'_>,
+        input: Input<'_, Object>,
+    ) -> Result<Judgement, String> {
+        finish(judge(cx, &input).await)
+    }
+}
+
+async fn judge(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, Stop> {
+    let b = &cx.policy.config().buildkitd;
+    if b.instances != Instances::Sticky {
+        return nothing();
+    }
+    let obj = input.object()?;
+    if obj.metadata.deletion_timestamp.is_some() {
+        return nothing();
+    }
+    let subject = object_ref("Service", input.request.namespace.as_deref(), &obj.metadata);
+    let new = obj.service(&subject)?;
+    if input.request.operation == Operation::Update
+        && let Some(old) = input.old_object
+        && let Ok(old) = old.service(&subject)
+        && same_shape(&old, &new)
+    {
+        return nothing();
+    }
+    // A sticky Service, or one that routes to no pods, cannot break the rule: no lookup.
+    if !needs_pods(&new, b.min_sticky_timeout_seconds) {
+        return nothing();
+    }
+    let Some(selector) = pod_selector(&new) else {
+        return nothing();
+    };
+    let lookups = Lookups::new(cx, &subject);
+    let pods = lookups.pods(input.namespace(), selector).await?;
+    let buildkitd_pods: Vec<String> = pods
+        .iter()
+        .filter(|p| is_live_buildkitd(cx.policy.detector(), p))
+        .map(pod_ref)
+        .collect();
+    Ok(Findings {
+        violations: check(
+            &subject,
+            &new,
+            &buildkitd_pods,
+            b.min_sticky_timeout_seconds,
+        )
+        .into_iter()
+        .collect(),
+        warnings: Vec::new(),
+    })
+}
+
+/// Whether an update leaves everything these rules read as it was.
+pub fn same_shape(old: &Service, new: &Service) -> bool {
+    let shape = |s: &Service| {
+        s.spec.as_ref().map(|s| {
+            (
+                s.selector.clone(),
+                s.type_.clone(),
+                s.cluster_ip.clone(),
+                s.session_affinity.clone(),
+                s.session_affinity_config.clone(),
+            )
+        })
+    };
+    shape(old) == shape(new)
+}
+
+/// Whether sticky mode must know which pods the Service selects: only a Service that routes to
+/// pods and is not sticky can break the rule.
+pub fn needs_pods(service: &Service, min_timeout_seconds: i32) -> bool {
+    pod_selector(service).is_some() && stickiness(service, min_timeout_seconds).is_err()
+}
+
+/// Sticky mode: a Service that selects buildkitd pods must keep each client on one of them.
+/// `subject` names the Service; `buildkitd_pods` names the live buildkitd pods it selects.
+pub fn check(
+    subject: &str,
+    service: &Service,
+    buildkitd_pods: &[String],
+    min_timeout_seconds: i32,
+) -> Option<Violation> {
+    let first = buildkitd_pods.first()?;
+    let why = stickiness(service, min_timeout_seconds).err()?;
+    let pods = match buildkitd_pods.len() {
+        1 => first.clone(),
+        2 => format!("{first} and 1 more pod"),
+        n => format!("{first} and {} more pods", n - 1),
+    };
+    Some(Violation {
+        rule: RuleId::BuildkitdServiceNotSticky,
+        message: format!(
+            "{STICKY_PREFIX}{subject} selects buildkitd {pods} but {}. {}, or change its selector \
+             so that it selects no buildkitd pods.",
+            why.problem(),
+            why.remedy_for_service(min_timeout_seconds),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use serde_json::json;
+
+    fn service(spec: serde_json::Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": "bk", "namespace": "ci"}, "spec": spec}))
+            .expect("service")
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn rejects_plain_service_in_front_of_buildkitd_pods() {
+        let s = service(json!({"selector": {"app": "bk"}}));
+        let v = check(
+            "Service ci/bk",
+            &s,
+            &["Pod ci/bk-0".to_owned(), "Pod ci/bk-1".to_owned()],
+            600,
+        )
+        .expect("violation");
+        assert_eq!(v.rule, RuleId::BuildkitdServiceNotSticky);
+        assert_eq!(
+            v.message,
+            "earthly/buildkitd multi-instance mode needs sticky sessions: Service ci/bk selects \
+             buildkitd Pod ci/bk-0 and 1 more pod but has sessionAffinity: None. Set \
+             sessionAffinity: ClientIP with sessionAffinityConfig.clientIP.timeoutSeconds of at \
+             least 600, or change its selector so that it selects no buildkitd pods."
+        );
+    }
+
+    #[test]
+    fn rejects_headless_service_in_front_of_buildkitd_pods() {
+        let s = service(json!({"selector": {"app": "bk"}, "clusterIP": "None"}));
+        let v = check("Service ci/bk", &s, &["Pod ci/bk-0".to_owned()], 600).expect("violation");
+        assert_eq!(
+            v.message,
+            "earthly/buildkitd multi-instance mode needs sticky sessions: Service ci/bk selects \
+             buildkitd Pod ci/bk-0 but is headless (clusterIP: None), so DNS spreads clients over \
+             every instance. Use a Service with a cluster IP and sessionAffinity: ClientIP with \
+             sessionAffinityConfig.clientIP.timeoutSeconds of at least 600, or change its \
+             selector so that it selects no buildkitd pods."
+        );
+    }
+
+    #[test]
+    fn accepts_plain_service_without_buildkitd_pods() {
+        let s = service(json!({"selector": {"app": "web"}}));
+        assert_eq!(check("Service ci/bk", &s, &[], 600), None);
+    }
+
+    #[test]
+    fn accepts_sticky_service_in_front_of_buildkitd_pods() {
+        let s = service(
+            json!({"selector": {"app": "bk"}, "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 3600}}}),
+        );
+        assert_eq!(
+            check("Service ci/bk", &s, &["Pod ci/bk-0".to_owned()], 600),
+            None
+        );
+    }
+
+    #[test]
+    fn label_only_update_keeps_the_shape() {
+        let a = service(json!({"selector": {"app": "bk"}}));
+        let mut b = a.clone();
+        b.metadata.labels = Some(labels(&[("x", "y")]));
+        assert!(same_shape(&a, &b));
+        let c = service(json!({"selector": {"app": "bk"}, "sessionAffinity": "ClientIP"}));
+        assert!(!same_shape(&a, &c));
+    }
+
+    #[test]
+    fn sticky_service_needs_no_pod_lookup() {
+        let s = service(json!({"selector": {"app": "bk"}, "sessionAffinity": "ClientIP"}));
+        assert!(!needs_pods(&s, 600));
+        assert!(!needs_pods(&service(json!({})), 600));
+        assert!(needs_pods(
+            &service(json!({"selector": {"app": "bk"}})),
+            600
+        ));
+    }
+}
