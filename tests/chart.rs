@@ -412,3 +412,85 @@ fn deployment_flags_point_at_the_mounted_files() {
         );
     }
 }
+
+/// One (endpoint, group, resource, subresource, operation) the webhook judges or is sent.
+type Judged = (String, String, String, String, String);
+
+/// What the registry judges, as the chart must register it.
+fn judged_by_the_registry() -> BTreeSet<Judged> {
+    let mut out = BTreeSet::new();
+    for r in earthly_webhook::rules::registry::REGISTRY {
+        for resource in r.resources {
+            for op in r.operations {
+                let op = serde_json::to_value(op).expect("operation");
+                out.insert((
+                    r.action.as_str().to_owned(),
+                    r.group.to_owned(),
+                    (*resource).to_owned(),
+                    r.sub_resource.unwrap_or("").to_owned(),
+                    op.as_str().expect("operation name").to_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// What one rendered webhook configuration sends to the server.
+fn registered_by(render: &Render, kind: &str, action: &str) -> BTreeSet<Judged> {
+    let mut out = BTreeSet::new();
+    for config in objects_of(render, kind) {
+        for webhook in config["webhooks"].as_array().expect("webhooks") {
+            for rule in webhook["rules"].as_array().expect("rules") {
+                let list = |f: &str| -> Vec<&str> {
+                    rule[f]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{}: rule without {f}", render.name))
+                        .iter()
+                        .map(|v| str_of(v, f))
+                        .collect()
+                };
+                for group in list("apiGroups") {
+                    for resource in list("resources") {
+                        let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+                        for op in list("operations") {
+                            out.insert((
+                                action.to_owned(),
+                                group.to_owned(),
+                                resource.to_owned(),
+                                sub.to_owned(),
+                                op.to_owned(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The contract between chart and server: everything the registry judges is registered by the
+/// chart's webhook configurations, and nothing registered goes unjudged.
+#[test]
+fn chart_registers_exactly_what_the_registry_judges() {
+    let Some(renders) = renders() else { return };
+    let expected = judged_by_the_registry();
+    let default = renders
+        .iter()
+        .find(|r| r.name.starts_with("default."))
+        .expect("the default scenario");
+    let mut registered = registered_by(default, "MutatingWebhookConfiguration", "mutate");
+    registered.extend(registered_by(
+        default,
+        "ValidatingWebhookConfiguration",
+        "validate",
+    ));
+    let missing: Vec<&Judged> = expected.difference(&registered).collect();
+    let unjudged: Vec<&Judged> = registered.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && unjudged.is_empty(),
+        "judged by the server but not registered by the chart: {missing:?}; registered by the \
+         chart but judged by nothing: {unjudged:?}"
+    );
+}

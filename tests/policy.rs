@@ -3,14 +3,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
 use common::{Options, TestServer, fixture, fixture_names, patch_of, response};
 use earthly_webhook::cluster::{
-    ClusterView, KubeCluster, LookupError, MemoryCluster, Workload, WorkloadKind,
+    ClusterView, KubeCluster, MemoryCluster, Recording, Workload, WorkloadKind,
 };
 use earthly_webhook::config::Config;
 use hyper::{Request, Response};
@@ -34,63 +31,9 @@ const SCALE_DENIAL: &str = "earthly/buildkitd does not support multi-node setups
     earthly-ci/earthly-buildkitd is being scaled to 2 replicas. Scale it to 1 replica, or enable \
     sticky multi-instance mode and front it with a Service using sessionAffinity: ClientIP.";
 
-/// A view that counts its lookups and answers from memory.
-#[derive(Default)]
-struct Counting {
-    inner: MemoryCluster,
-    calls: AtomicUsize,
-}
-
-impl Counting {
-    fn new(inner: MemoryCluster) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            calls: AtomicUsize::new(0),
-        })
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn count(&self) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl ClusterView for Counting {
-    async fn namespace_labels(
-        &self,
-        namespace: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
-        self.count();
-        self.inner.namespace_labels(namespace).await
-    }
-
-    async fn workload(
-        &self,
-        kind: WorkloadKind,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Workload>, LookupError> {
-        self.count();
-        self.inner.workload(kind, namespace, name).await
-    }
-
-    async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError> {
-        self.count();
-        self.inner.services(namespace).await
-    }
-
-    async fn pods(
-        &self,
-        namespace: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Pod>, LookupError> {
-        self.count();
-        self.inner.pods(namespace, selector).await
-    }
+/// The recording double, shared with the server under test.
+fn recording(inner: MemoryCluster) -> Arc<Recording> {
+    Arc::new(Recording::new(inner))
 }
 
 fn config(yaml: &str) -> Config {
@@ -160,19 +103,19 @@ fn assert_allowed_quietly(answer: &Value) {
 
 #[tokio::test]
 async fn buildkitd_deployment_with_one_replica_is_allowed_without_lookups() {
-    let cluster = Counting::new(MemoryCluster::default());
+    let cluster = recording(MemoryCluster::default());
     let server = server_with(Config::default(), cluster.clone()).await;
     let answer = server
         .review("/validate?timeout=10s", fixture(DEPLOYMENT))
         .await;
     assert_allowed_quietly(&answer);
-    assert_eq!(cluster.calls(), 0);
+    assert_eq!(cluster.calls().len(), 0);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn buildkitd_statefulset_with_two_replicas_is_denied_in_single_mode() {
-    let cluster = Counting::new(MemoryCluster::default());
+    let cluster = recording(MemoryCluster::default());
     let server = server_with(Config::default(), cluster.clone()).await;
     let answer = server
         .review("/validate?timeout=10s", fixture(STATEFULSET))
@@ -182,7 +125,7 @@ async fn buildkitd_statefulset_with_two_replicas_is_denied_in_single_mode() {
         json!("fde793c1-891b-471e-8ae9-eb7bd472758b")
     );
     assert_eq!(denial_message(&answer), STATEFULSET_DENIAL);
-    assert_eq!(cluster.calls(), 0, "single mode needs no lookup");
+    assert_eq!(cluster.calls().len(), 0, "single mode needs no lookup");
     server.stop().await;
 }
 
@@ -201,14 +144,14 @@ async fn buildkitd_daemonset_is_denied() {
 
 #[tokio::test]
 async fn scaling_buildkitd_deployment_to_two_is_denied_with_a_fake_api() {
-    let cluster = Counting::new(MemoryCluster {
+    let cluster = recording(MemoryCluster {
         workloads: vec![captured_workload()],
         ..Default::default()
     });
     let server = server_with(Config::default(), cluster.clone()).await;
     let answer = server.review("/validate?timeout=10s", fixture(SCALE)).await;
     assert_eq!(denial_message(&answer), SCALE_DENIAL);
-    assert_eq!(cluster.calls(), 1, "one get of the Deployment");
+    assert_eq!(cluster.calls().len(), 1, "one get of the Deployment");
     server.stop().await;
 }
 
@@ -243,19 +186,19 @@ async fn scaling_buildkitd_deployment_to_two_is_denied_through_the_kube_client()
 
 #[tokio::test]
 async fn sticky_service_is_allowed_in_sticky_mode_without_lookups() {
-    let cluster = Counting::new(MemoryCluster::default());
+    let cluster = recording(MemoryCluster::default());
     let server = server_with(config("buildkitd: {instances: sticky}"), cluster.clone()).await;
     let answer = server
         .review("/validate?timeout=10s", fixture(SERVICE))
         .await;
     assert_allowed_quietly(&answer);
-    assert_eq!(cluster.calls(), 0);
+    assert_eq!(cluster.calls().len(), 0);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn plain_service_in_front_of_buildkitd_is_denied_in_sticky_mode() {
-    let cluster = Counting::new(MemoryCluster {
+    let cluster = recording(MemoryCluster {
         pods: vec![running_buildkitd_pod()],
         ..Default::default()
     });
@@ -276,7 +219,7 @@ async fn plain_service_in_front_of_buildkitd_is_denied_in_sticky_mode() {
          sessionAffinity: ClientIP with sessionAffinityConfig.clientIP.timeoutSeconds of at \
          least 600, or change its selector so that it selects no buildkitd pods."
     );
-    assert_eq!(cluster.calls(), 1, "one pod list");
+    assert_eq!(cluster.calls().len(), 1, "one pod list");
     server.stop().await;
 }
 
@@ -291,14 +234,14 @@ async fn sticky_mode_allows_statefulset_behind_the_sticky_service() {
                 .collect(),
         );
     }
-    let cluster = Counting::new(MemoryCluster {
+    let cluster = recording(MemoryCluster {
         services: vec![sticky, sticky_for_sts],
         ..Default::default()
     });
     let server = server_with(config("buildkitd: {instances: sticky}"), cluster.clone()).await;
     let answer = server.review("/validate", fixture(STATEFULSET)).await;
     assert_allowed_quietly(&answer);
-    assert_eq!(cluster.calls(), 1, "one Service list");
+    assert_eq!(cluster.calls().len(), 1, "one Service list");
     server.stop().await;
 }
 
@@ -421,14 +364,14 @@ const PSA_DENIAL: &str = "Pod earthly-ci/earthly-wp5m2: container earthly (all-i
 
 #[tokio::test]
 async fn privileged_runner_in_baseline_namespace_is_denied_at_mutate() {
-    let cluster = Counting::new(labelled_namespace("baseline"));
+    let cluster = recording(labelled_namespace("baseline"));
     let server = server_with(Config::default(), cluster.clone()).await;
     let answer = server
         .review("/mutate?timeout=10s", fixture(ALL_IN_ONE))
         .await;
     assert_eq!(denial_message(&answer), PSA_DENIAL);
     assert!(patch_of(&answer).is_none());
-    assert_eq!(cluster.calls(), 1);
+    assert_eq!(cluster.calls().len(), 1);
     server.stop().await;
 }
 
@@ -446,7 +389,7 @@ async fn privileged_runner_in_baseline_namespace_is_mutated_with_a_warning_in_wa
 
 #[tokio::test]
 async fn objects_that_are_not_buildkitd_are_never_looked_up() {
-    let cluster = Counting::new(MemoryCluster::default());
+    let cluster = recording(MemoryCluster::default());
     let server = server_with(config("buildkitd: {instances: sticky}"), cluster.clone()).await;
     for name in [
         "pod-create-unrelated-multicontainer.json",
@@ -462,7 +405,7 @@ async fn objects_that_are_not_buildkitd_are_never_looked_up() {
             assert_eq!(response(&answer)["allowed"], json!(true), "{name} {path}");
         }
     }
-    assert_eq!(cluster.calls(), 0);
+    assert_eq!(cluster.calls().len(), 0);
     server.stop().await;
 }
 
