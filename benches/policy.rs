@@ -8,8 +8,9 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use earthly_webhook::cluster::NoCluster;
 use earthly_webhook::config::Config;
+use earthly_webhook::mutate;
 use earthly_webhook::review::{Action, Policy, Route, review_body};
-use earthly_webhook::{mutate, validate};
+use earthly_webhook::rules::footguns;
 use k8s_openapi::api::core::v1::Pod;
 
 const FIXTURES: &[(&str, &str)] = &[
@@ -66,7 +67,7 @@ fn policy(c: &mut Criterion) {
             })
         });
         c.bench_function(&format!("validate_pod/{label}"), |b| {
-            b.iter(|| validate::pod::check("Pod ci/p", "spec", black_box(&spec), black_box(&found)))
+            b.iter(|| footguns::check("Pod ci/p", "spec", black_box(&spec), black_box(&found)))
         });
         let bytes = body(file);
         for (action, name) in [(Action::Mutate, "mutate"), (Action::Validate, "validate")] {

@@ -31,8 +31,19 @@ pub enum LookupError {
     Unknown(String),
 }
 
-/// Workload kinds whose pod template the rules inspect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Workload kinds whose pod template the rules inspect, named as Kubernetes spells them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 pub enum WorkloadKind {
     Deployment,
     StatefulSet,
@@ -43,23 +54,12 @@ pub enum WorkloadKind {
 impl WorkloadKind {
     /// The kind as Kubernetes spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "Deployment",
-            WorkloadKind::StatefulSet => "StatefulSet",
-            WorkloadKind::ReplicaSet => "ReplicaSet",
-            WorkloadKind::DaemonSet => "DaemonSet",
-        }
+        self.into()
     }
 
     /// Parses a kind name (`Deployment`), as found in `scaleTargetRef.kind`.
     pub fn parse(kind: &str) -> Option<Self> {
-        match kind {
-            "Deployment" => Some(WorkloadKind::Deployment),
-            "StatefulSet" => Some(WorkloadKind::StatefulSet),
-            "ReplicaSet" => Some(WorkloadKind::ReplicaSet),
-            "DaemonSet" => Some(WorkloadKind::DaemonSet),
-            _ => None,
-        }
+        kind.parse().ok()
     }
 }
 

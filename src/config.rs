@@ -121,7 +121,8 @@ impl Default for Buildkitd {
 /// What happens to a violation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[derive(clap::ValueEnum)]
+#[derive(clap::ValueEnum, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum Mode {
     /// Violations are denied.
     #[default]
@@ -135,21 +136,12 @@ pub enum Mode {
 impl Mode {
     /// The lowercase name used in paths, labels and flags.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Warn => "warn",
-            Mode::Audit => "audit",
-        }
+        self.into()
     }
 
     /// Parses the lowercase name.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "enforce" => Some(Mode::Enforce),
-            "warn" => Some(Mode::Warn),
-            "audit" => Some(Mode::Audit),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 

@@ -78,23 +78,21 @@ struct BuildLabels {
 }
 
 /// How a TLS connection ended up, for `connections_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum ConnectionResult {
     /// Handshake done, HTTP served.
     Served,
     /// The TLS handshake failed (a port scanner, a client that does not trust our CA).
     HandshakeFailed,
     /// The client did not finish the handshake within the header read timeout.
+    #[strum(serialize = "handshake_timeout")]
     HandshakeTimedOut,
 }
 
 impl ConnectionResult {
     fn as_str(self) -> &'static str {
-        match self {
-            ConnectionResult::Served => "served",
-            ConnectionResult::HandshakeFailed => "handshake_failed",
-            ConnectionResult::HandshakeTimedOut => "handshake_timeout",
-        }
+        self.into()
     }
 }
 

@@ -119,3 +119,36 @@ fn readme_names_exactly_the_exported_metrics() {
         "exported but not in README: {missing:?}; in README but not exported: {unknown:?}"
     );
 }
+
+/// README's layout names every file and folder directly under `src/`, and nothing that is gone.
+#[test]
+fn readme_layout_matches_the_tree() {
+    let readme = read("README.md");
+    let start = readme.find("## Layout").expect("a Layout section");
+    let layout = &readme[start..];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let named: BTreeSet<String> = layout
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .filter(|w| w.starts_with("src/"))
+        .map(|w| w.trim_end_matches(['.', ':']).to_owned())
+        .collect();
+    for path in &named {
+        assert!(
+            root.join(path).exists(),
+            "README names {path}, which is gone"
+        );
+    }
+    for entry in std::fs::read_dir(root.join("src")).expect("src") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        let path = format!("src/{name}");
+        let dir = format!("{path}/");
+        assert!(
+            named.contains(&path) || named.contains(&dir),
+            "README's layout does not name {path}"
+        );
+    }
+}

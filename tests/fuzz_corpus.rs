@@ -83,9 +83,8 @@ fn a_body_that_is_not_utf8_is_refused_saying_where() {
     let at = text.find("kube-controller-manager").expect("manager") + "kube-".len();
     let mut body = seed.to_vec();
     body.insert(at, 0xff);
-    let error = oracle::run(review::review_body(policy, &NoCluster, route, &body))
-        .err()
-        .expect("refused");
+    let error =
+        oracle::run(review::review_body(policy, &NoCluster, route, &body)).expect_err("refused");
     assert!(
         error.to_string().contains("invalid unicode code point"),
         "the answer does not say what is wrong: {error}"

@@ -116,7 +116,8 @@ impl Default for CheckOptions {
 }
 
 /// The verdict on one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Admitted unchanged.
@@ -129,11 +130,7 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Mutated => "mutated",
-            Outcome::Denied => "denied",
-        }
+        self.into()
     }
 }
 

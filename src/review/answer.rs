@@ -13,7 +13,8 @@ use crate::mutate::Mutation;
 use crate::rules::{Findings, RuleId, Violation};
 
 /// How a review ended, for logs and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Verdict {
     Allowed,
     Mutated,
@@ -24,12 +25,7 @@ pub enum Verdict {
 
 impl Verdict {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allowed => "allowed",
-            Verdict::Mutated => "mutated",
-            Verdict::Denied => "denied",
-            Verdict::Error => "error",
-        }
+        self.into()
     }
 }
 

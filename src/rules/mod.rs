@@ -16,7 +16,7 @@ pub use crate::rule_id::RuleId;
 
 mod bare_pod;
 mod buildkitd;
-mod footguns;
+pub mod footguns;
 mod hpa;
 mod instances;
 mod lookups;

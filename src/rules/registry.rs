@@ -4,14 +4,14 @@
 
 use kube::core::admission::Operation;
 use serde::de::IgnoredAny;
-use strum::{AsRefStr, EnumIter};
+use strum::{EnumIter, IntoStaticStr};
 
 use super::{Context, Input, Judgement, Rule};
 use super::{hpa, pod, scale, service, workload};
 use crate::envelope::{Key, Request, Review};
 
 /// The two webhook endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsRefStr, EnumIter)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, EnumIter)]
 #[strum(serialize_all = "lowercase")]
 pub enum Action {
     Mutate,
@@ -20,10 +20,7 @@ pub enum Action {
 
 impl Action {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Mutate => "mutate",
-            Action::Validate => "validate",
-        }
+        self.into()
     }
 }
 
