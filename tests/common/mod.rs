@@ -3,6 +3,11 @@
 //! read fixtures and apply returned patches.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+mod app;
+
+#[allow(unused_imports)] // each test binary uses a different part of the harness
+pub use app::App;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
