@@ -3,6 +3,8 @@
 //! read fixtures and apply returned patches.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod tools;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
