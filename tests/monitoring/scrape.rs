@@ -180,11 +180,15 @@ pub fn live() -> Scrape {
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let serving = std::io::BufReader::new(stderr)
+        let mut lines = std::io::BufReader::new(stderr)
             .lines()
-            .map_while(Result::ok)
+            .map_while(Result::ok);
+        let serving = lines
+            .by_ref()
             .find(|l| l.contains(r#""message":"serving""#));
         let _ = tx.send(serving);
+        // Keep draining, so a full pipe never blocks the server's logging.
+        lines.for_each(drop);
     });
     // The bound addresses are in the "serving" line; a server that dies closes stderr first.
     let serving = rx.recv_timeout(Duration::from_secs(20));
