@@ -49,7 +49,8 @@ them unchecked and unmutated.
 The p99 latency threshold in seconds: a fraction of the time the API server waits.
 */}}
 {{- define "earthly-webhook.latencyThresholdSeconds" -}}
-{{- mulf .Values.webhooks.timeoutSeconds .Values.metrics.prometheusRule.latency.timeoutRatio }}
+{{- /* Rounded: 3 x 0.3 is 0.8999999999999999 in floating point. */}}
+{{- round (mulf .Values.webhooks.timeoutSeconds .Values.metrics.prometheusRule.latency.timeoutRatio) 3 }}
 {{- end }}
 
 {{/*
