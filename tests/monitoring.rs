@@ -60,13 +60,15 @@ fn fixture() -> Option<&'static Fixture> {
                 "promtool",
                 "set PROMTOOL or install Debian's prometheus package: scripts/install-tools.sh",
             )?;
-            Some(Fixture {
+            let fixture = Fixture {
                 promtool,
                 objects: render(&helm),
                 scrape: scrape::live(),
                 values: yaml_file(&repo().join("charts/earthly-webhook").join(SCENARIO)),
                 defaults: yaml_file(&repo().join("charts/earthly-webhook/values.yaml")),
-            })
+            };
+            fixture.write_rule_file();
+            Some(fixture)
         })
         .as_ref()
 }
@@ -148,12 +150,15 @@ impl Fixture {
         dir
     }
 
-    /// Writes the PrometheusRule's groups as a Prometheus rule file.
+    /// The PrometheusRule's groups as a Prometheus rule file, written once by the fixture
+    /// (tests run in parallel and must not rewrite a file another one's promtool reads).
     fn rule_file(&self) -> PathBuf {
+        self.workdir().join("rules.yaml")
+    }
+
+    fn write_rule_file(&self) {
         let groups = &self.the("PrometheusRule", "metrics")["spec"]["groups"];
-        let path = self.workdir().join("rules.yaml");
-        write_yaml(&path, &json!({ "groups": groups }));
-        path
+        write_yaml(&self.rule_file(), &json!({ "groups": groups }));
     }
 
     /// Runs promtool, asserting success; returns its output.
