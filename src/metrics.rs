@@ -26,10 +26,13 @@ use crate::review::{Summary, Verdict};
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Latency buckets: 25 µs doubling to 1.6 s. A review of a pod takes tens of microseconds, a
-/// request with a cluster lookup milliseconds, and the apiserver gives up after `timeoutSeconds`.
+/// Latency buckets: 25 µs doubling to 52 s. A review of a pod takes tens of microseconds, a
+/// request with a cluster lookup milliseconds, and the apiserver gives up after `timeoutSeconds`
+/// (at most 30 s). The buckets reach past that because `histogram_quantile` never answers more
+/// than the highest finite bucket: with buckets ending at 1.6 s, a p99 of 4 s against a 5 s
+/// timeout would read as 1.6 s and the chart's latency alert could never fire.
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    exponential_buckets(25e-6, 2.0, 17)
+    exponential_buckets(25e-6, 2.0, 22)
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -233,6 +236,11 @@ impl Metrics {
             certificate_expiry.clone(),
         );
         let certificate_reloads = Family::<ResultLabels, Counter>::default();
+        // Both results exist from the start at 0: a failed reload happens once per file change,
+        // and PromQL's `increase` cannot see a series that is born at 1.
+        for result in ["success", "failure"] {
+            let _ = certificate_reloads.get_or_create(&ResultLabels { result });
+        }
         registry.register(
             "certificate_reloads",
             "Changes of the certificate files seen, by result (success keeps the new pair, failure the old)",
@@ -508,6 +516,30 @@ mod tests {
         assert_eq!(kind_label("Pod"), "Pod");
         assert_eq!(kind_label("FooBar"), "other");
         assert_eq!(kind_label("pod"), "other");
+    }
+
+    #[test]
+    fn certificate_reload_results_start_at_zero() {
+        let m = Metrics::new();
+        for result in ["success", "failure"] {
+            let line = format!(r#"earthly_webhook_certificate_reloads_total{{result="{result}"}}"#);
+            assert_eq!(sample(&m.encode(), &line), Some(0.0), "{line}");
+        }
+        m.record_certificate_reload(false);
+        assert_eq!(
+            sample(
+                &m.encode(),
+                r#"earthly_webhook_certificate_reloads_total{result="failure"}"#
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn latency_buckets_reach_past_the_longest_webhook_timeout() {
+        // admissionregistration.k8s.io/v1 caps timeoutSeconds at 30.
+        let top = latency_buckets().fold(0.0_f64, f64::max);
+        assert!(top > 30.0, "highest finite bucket {top} s");
     }
 
     #[test]

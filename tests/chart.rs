@@ -7,12 +7,15 @@
 //! helm the renders that `scripts/check-chart.sh` left in `target/chart-renders/` are used; with
 //! neither, the tests are skipped, except under `CI`, where that is a failure.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use clap::Parser as _;
+use common::tools::find_helm;
 use earthly_webhook::cli::{Cli, Command as CliCommand, ServeArgs};
 use earthly_webhook::config::Config;
 use earthly_webhook::server::WEBHOOK_PATHS;
@@ -36,19 +39,6 @@ fn repo() -> &'static Path {
 
 fn chart_dir() -> PathBuf {
     repo().join("charts/earthly-webhook")
-}
-
-fn find_helm() -> Option<PathBuf> {
-    let candidates = std::env::var_os("HELM")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([repo().join(".tools/bin/helm")]);
-    candidates.into_iter().find(|helm| {
-        Command::new(helm)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
 }
 
 fn parse_documents(text: &str, origin: &str) -> Vec<Value> {
@@ -155,8 +145,12 @@ fn objects_of<'a>(render: &'a Render, kind: &'a str) -> impl Iterator<Item = &'a
     render.objects.iter().filter(move |o| o["kind"] == kind)
 }
 
+/// The webhook's own object of this kind. The monitoring objects (a second Service and
+/// ConfigMap, component `metrics`) are tested in tests/monitoring.rs.
 fn the<'a>(render: &'a Render, kind: &'a str) -> &'a Value {
-    let found: Vec<&Value> = objects_of(render, kind).collect();
+    let found: Vec<&Value> = objects_of(render, kind)
+        .filter(|o| o["metadata"]["labels"]["app.kubernetes.io/component"] != "metrics")
+        .collect();
     assert_eq!(found.len(), 1, "{}: expected one {kind}", render.name);
     found[0]
 }

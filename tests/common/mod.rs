@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 mod app;
+pub mod tools;
 
 #[allow(unused_imports)] // each test binary uses a different part of the harness
 pub use app::App;
