@@ -155,7 +155,7 @@ fn exit_code_is_1_when_something_is_denied() {
     let o = run(&["-f", DENIED], None);
     assert_eq!(code(&o), 1);
     assert!(stdout(&o).contains(
-        "  denied: Pod ci/earthly-build-*: annotation earthly.dev/role: \"root\" is not a role"
+        "  denied: Job ci/earthly-build: annotation earthly.dev/role: \"root\" is not a role"
     ));
 }
 

@@ -370,3 +370,78 @@ async fn unknown_mode_in_the_path_is_not_found() {
     assert!(String::from_utf8_lossy(&text).contains("unknown policy mode \"strict\""));
     server.stop().await;
 }
+
+const DEPLOYMENT: &str = "deployment-create-buildkitd-one-replica.json";
+const JOB: &str = "job-create-earthly-all-in-one-dryrun.json";
+
+/// The warnings of an answer.
+fn warnings(answer: &Value) -> Vec<String> {
+    response(answer)["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn workload_template_footguns_reach_whoever_applies_the_workload() {
+    let app = App::start().await;
+    // Earthly's own remote-buildkitd example: a Deployment serving buildkit over TCP, TLS off.
+    let answer = app.review("/validate", fixture(DEPLOYMENT)).await;
+    assert_eq!(response(&answer)["allowed"], true);
+    let w = warnings(&answer);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("Deployment earthly-ci/earthly-buildkitd: container ")
+            && w[0].contains("serves buildkit over TCP without TLS")
+            && w[0].contains("(spec.template.spec.containers[0].env BUILDKIT_TLS_ENABLED=false)"),
+        "{w:?}"
+    );
+}
+
+#[tokio::test]
+async fn job_and_cronjob_templates_are_judged_and_named() {
+    let app = App::start().await;
+    // The all-in-one runner Job: unprivileged in its template, which the mutating webhook fixes
+    // in its pods, so nothing to say.
+    let answer = app.review("/validate", fixture(JOB)).await;
+    assert!(warnings(&answer).is_empty(), "{:?}", warnings(&answer));
+
+    let mut review: Value = serde_json::from_slice(&fixture(JOB)).expect("fixture");
+    let env = json!([{"name": "SRC_DIR", "value": "/src"}]);
+    review["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["env"] = env;
+    let job = review["request"]["object"].clone();
+    let answer = app
+        .review("/validate", serde_json::to_vec(&review).expect("json"))
+        .await;
+    let w = warnings(&answer);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("Job "), "{w:?}");
+    assert!(w[0].contains("sets SRC_DIR"), "{w:?}");
+    assert!(
+        w[0].contains("(spec.template.spec.containers[0].env)"),
+        "{w:?}"
+    );
+
+    // The same template in a CronJob is named at its own path.
+    let cron = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": "ci"},
+        "spec": {"schedule": "@daily", "jobTemplate": {"spec": job["spec"].clone()}}});
+    review["request"]["kind"] = json!({"group": "batch", "version": "v1", "kind": "CronJob"});
+    review["request"]["resource"] =
+        json!({"group": "batch", "version": "v1", "resource": "cronjobs"});
+    review["request"]["object"] = cron;
+    let answer = app
+        .review("/validate", serde_json::to_vec(&review).expect("json"))
+        .await;
+    let w = warnings(&answer);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("CronJob ci/nightly: container ")
+            && w[0].contains("(spec.jobTemplate.spec.template.spec.containers[0].env)"),
+        "{w:?}"
+    );
+}

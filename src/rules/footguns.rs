@@ -18,9 +18,27 @@ fn is_true(container: &Container, name: &str) -> bool {
         .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
 }
 
-/// Checks the Earthly containers of a pod spec. `object` names the pod or workload in messages;
-/// `field` is the JSON path of the spec in it (`spec` or `spec.template.spec`).
+/// Checks the Earthly containers of a pod spec. `object` names the pod in messages; `field` is
+/// the JSON path of the spec in it (`spec`).
 pub fn check(object: &str, field: &str, spec: &PodSpec, found: &[Found]) -> Findings {
+    check_with(object, field, spec, found, false)
+}
+
+/// Checks the Earthly containers of a workload's pod template, so the person who applies the
+/// workload sees what a pod's warnings would only tell its controller. `field` is the JSON path
+/// of the template's spec (`spec.template.spec`). What the mutating webhook will give the pods
+/// (privileges, the scratch volume) is not warned about here.
+pub fn check_template(object: &str, field: &str, spec: &PodSpec, found: &[Found]) -> Findings {
+    check_with(object, field, spec, found, true)
+}
+
+fn check_with(
+    object: &str,
+    field: &str,
+    spec: &PodSpec,
+    found: &[Found],
+    mutated_later: bool,
+) -> Findings {
     let mut out = Findings::default();
     for f in found {
         let list = match f.list {
@@ -32,7 +50,7 @@ pub fn check(object: &str, field: &str, spec: &PodSpec, found: &[Found]) -> Find
         };
         let at = format!("{field}.{}[{}]", f.list.field(), f.index);
         let name = &c.name;
-        if f.role.needs_privileges() {
+        if f.role.needs_privileges() && !mutated_later {
             if !is_privileged(c) {
                 out.warnings.push(format!(
                     "{object}: container {name} ({}) is not privileged ({at}.securityContext.privileged); \

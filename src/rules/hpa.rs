@@ -69,7 +69,7 @@ async fn check(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, 
     let Some(target) = lookups.workload(kind, namespace, name).await? else {
         return nothing();
     };
-    judge_template(cx, &lookups, namespace, &target.template, |found| {
+    judge_template(cx, &lookups, namespace, &target.template, None, |found| {
         demand(&subject, spec, &target, found)
     })
     .await

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 
+use super::footguns;
 use super::lookups::{Lookups, Stop, nothing};
 use super::sticky::{
     NotSticky, SINGLE_PREFIX, STICKY_PREFIX, STICKY_WAY_OUT, fronting, service_ref, stickiness,
@@ -96,12 +97,14 @@ pub(crate) async fn judge(
 }
 
 /// Judges the instances of a pod template: `demand` says, from what detection found in it,
-/// whether they are more than one buildkitd.
+/// whether they are more than one buildkitd. With `footguns_at` (the template's spec path in the
+/// object under review) the template's footguns are warned about too.
 pub(crate) async fn judge_template(
     cx: &Context<'_>,
     lookups: &Lookups<'_>,
     namespace: &str,
     template: &PodTemplateSpec,
+    footguns_at: Option<&str>,
     demand: impl FnOnce(&[Found]) -> Option<Demand>,
 ) -> Result<Findings, Stop> {
     let Some(spec) = template.spec.as_ref() else {
@@ -113,17 +116,14 @@ pub(crate) async fn judge_template(
         .detector()
         .classify(meta.and_then(|m| m.annotations.as_ref()), spec)
         .map_err(|e| Stop::Done(role_annotation(lookups.subject(), e)))?;
-    let Some(demand) = demand(&found) else {
-        return nothing();
-    };
-    judge(
-        cx,
-        lookups,
-        &demand,
-        namespace,
-        meta.and_then(|m| m.labels.as_ref()),
-    )
-    .await
+    let mut findings = footguns_at.map_or_else(Findings::default, |at| {
+        footguns::check_template(lookups.subject(), at, spec, &found)
+    });
+    if let Some(demand) = demand(&found) {
+        let labels = meta.and_then(|m| m.labels.as_ref());
+        findings.extend(judge(cx, lookups, &demand, namespace, labels).await?);
+    }
+    Ok(findings)
 }
 
 #[cfg(test)]

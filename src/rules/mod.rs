@@ -19,6 +19,7 @@ mod buildkitd;
 pub mod footguns;
 mod hpa;
 mod instances;
+mod jobs;
 mod lookups;
 mod pod;
 mod pod_security;

@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use strum::{EnumIter, IntoStaticStr};
 
 use super::{Context, Input, Judgement, Rule};
-use super::{hpa, pod, scale, service, workload};
+use super::{hpa, jobs, pod, scale, service, workload};
 use crate::envelope::{Key, Request, Review};
 
 /// The two webhook endpoints.
@@ -61,6 +61,22 @@ pub static REGISTRY: &[Registration] = &[
         sub_resource: None,
         operations: WRITES,
         rule: &workload::Workloads,
+    },
+    Registration {
+        action: Action::Validate,
+        group: "batch",
+        resources: &["jobs"],
+        sub_resource: None,
+        operations: WRITES,
+        rule: &jobs::Jobs,
+    },
+    Registration {
+        action: Action::Validate,
+        group: "batch",
+        resources: &["cronjobs"],
+        sub_resource: None,
+        operations: WRITES,
+        rule: &jobs::CronJobs,
     },
     Registration {
         action: Action::Validate,

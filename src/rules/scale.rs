@@ -64,7 +64,7 @@ async fn check(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, 
     let Some(target) = lookups.workload(kind, namespace, &request.name).await? else {
         return nothing();
     };
-    judge_template(cx, &lookups, namespace, &target.template, |found| {
+    judge_template(cx, &lookups, namespace, &target.template, None, |found| {
         demand(&target, found, new)
     })
     .await

@@ -93,7 +93,8 @@ async fn check(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, 
         return nothing();
     }
     let lookups = Lookups::new(cx, &subject);
-    judge_template(cx, &lookups, namespace, &new.template, |found| {
+    let at = Some("spec.template.spec");
+    judge_template(cx, &lookups, namespace, &new.template, at, |found| {
         demand(&subject, &new, found)
     })
     .await
