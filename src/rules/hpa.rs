@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::buildkitd::runs_buildkitd;
 use super::instances::{Demand, judge_template};
-use super::lookups::{Lookups, Stop, finish, nothing};
-use super::{Context, Findings, Input, Judgement, Rule, RuleId, object_ref};
+use super::lookups::{Lookups, Stop, nothing};
+use super::{Context, Input, Judgement, Rule, RuleId, object_ref};
 use crate::cluster::{Workload, WorkloadKind};
 use crate::detect::Found;
 
@@ -28,51 +28,44 @@ pub struct Object {
 impl Rule for Autoscalers {
     type Object = Object;
 
-    async fn review(
-        &self,
-        cx: &Context<'_>,
-        input: Input<'_, Object>,
-    ) -> Result<Judgement, String> {
-        finish(check(cx, &input).await)
+    async fn review(&self, cx: &Context<'_>, input: Input<'_, Object>) -> Result<Judgement, Stop> {
+        let obj = input.object()?;
+        if obj.metadata.deletion_timestamp.is_some() {
+            return nothing();
+        }
+        let subject = object_ref(
+            "HorizontalPodAutoscaler",
+            input.request.namespace.as_deref(),
+            &obj.metadata,
+        );
+        let spec = obj
+            .spec
+            .as_ref()
+            .ok_or_else(|| format!("cannot read {subject}: spec is missing"))?;
+        if spec.max_replicas <= 1 {
+            return nothing();
+        }
+        if input.request.operation == Operation::Update
+            && input.old_object.and_then(|o| o.spec.as_ref()) == Some(spec)
+        {
+            return nothing();
+        }
+        let Some((kind, name)) = target(spec) else {
+            return nothing();
+        };
+        let namespace = input.namespace();
+        let lookups = Lookups::new(cx, &subject);
+        // An autoscaler may be created before its target; the target's own scale requests are
+        // judged when the autoscaler makes them.
+        let Some(target) = lookups.workload(kind, namespace, name).await? else {
+            return nothing();
+        };
+        judge_template(cx, &lookups, namespace, &target.template, None, |found| {
+            demand(&subject, spec, &target, found)
+        })
+        .await
+        .map(Judgement::from)
     }
-}
-
-async fn check(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, Stop> {
-    let obj = input.object()?;
-    if obj.metadata.deletion_timestamp.is_some() {
-        return nothing();
-    }
-    let subject = object_ref(
-        "HorizontalPodAutoscaler",
-        input.request.namespace.as_deref(),
-        &obj.metadata,
-    );
-    let spec = obj
-        .spec
-        .as_ref()
-        .ok_or_else(|| format!("cannot read {subject}: spec is missing"))?;
-    if spec.max_replicas <= 1 {
-        return nothing();
-    }
-    if input.request.operation == Operation::Update
-        && input.old_object.and_then(|o| o.spec.as_ref()) == Some(spec)
-    {
-        return nothing();
-    }
-    let Some((kind, name)) = target(spec) else {
-        return nothing();
-    };
-    let namespace = input.namespace();
-    let lookups = Lookups::new(cx, &subject);
-    // An autoscaler may be created before its target; the target's own scale requests are
-    // judged when the autoscaler makes them.
-    let Some(target) = lookups.workload(kind, namespace, name).await? else {
-        return nothing();
-    };
-    judge_template(cx, &lookups, namespace, &target.template, None, |found| {
-        demand(&subject, spec, &target, found)
-    })
-    .await
 }
 
 /// The parts of an autoscaler's `spec` the rule reads, in both API versions.

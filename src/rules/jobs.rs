@@ -7,7 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation;
 use serde::Deserialize;
 
-use super::{Context, Findings, Input, Judgement, Rule, footguns, object_ref, role_annotation};
+use super::{
+    Context, Findings, Input, Judgement, Rule, Stop, footguns, object_ref, role_annotation,
+};
 
 /// `batch/v1` Jobs being created or updated.
 pub struct Jobs;
@@ -76,7 +78,7 @@ impl Job {
 impl Rule for Jobs {
     type Object = Job;
 
-    async fn review(&self, cx: &Context<'_>, input: Input<'_, Job>) -> Result<Judgement, String> {
+    async fn review(&self, cx: &Context<'_>, input: Input<'_, Job>) -> Result<Judgement, Stop> {
         let job = input.object()?;
         let old = input.old_object.map(Job::template);
         let subject = object_ref("Job", input.request.namespace.as_deref(), &job.metadata);
@@ -96,11 +98,7 @@ impl Rule for Jobs {
 impl Rule for CronJobs {
     type Object = CronJob;
 
-    async fn review(
-        &self,
-        cx: &Context<'_>,
-        input: Input<'_, CronJob>,
-    ) -> Result<Judgement, String> {
+    async fn review(&self, cx: &Context<'_>, input: Input<'_, CronJob>) -> Result<Judgement, Stop> {
         let cron = input.object()?;
         let old = input.old_object.map(CronJob::template);
         let subject = object_ref(

@@ -12,7 +12,7 @@ use crate::cluster::{ClusterView, LookupError, Workload, WorkloadKind, label_sel
 use crate::config::FailureMode;
 
 /// Why a family stopped early.
-pub(crate) enum Stop {
+pub enum Stop {
     /// The object cannot be read: the review fails with this message.
     Unreadable(String),
     /// The answer is known early (a lookup failed and the failure mode decided).
@@ -25,17 +25,18 @@ impl From<String> for Stop {
     }
 }
 
-/// The end of a family's review: findings, or an object that cannot be read.
-pub(crate) fn finish(outcome: Result<Findings, Stop>) -> Result<super::Judgement, String> {
+/// The end of a family's review: its judgement, or an object that cannot be read.
+pub(crate) fn finish(outcome: Result<super::Judgement, Stop>) -> Result<super::Judgement, String> {
     match outcome {
-        Ok(f) | Err(Stop::Done(f)) => Ok(f.into()),
+        Ok(j) => Ok(j),
+        Err(Stop::Done(f)) => Ok(f.into()),
         Err(Stop::Unreadable(m)) => Err(m),
     }
 }
 
 /// Nothing to judge.
-pub(crate) fn nothing() -> Result<Findings, Stop> {
-    Ok(Findings::default())
+pub(crate) fn nothing<T: Default>() -> Result<T, Stop> {
+    Ok(T::default())
 }
 
 /// Lookups made on behalf of one object; failures become findings per the failure mode.

@@ -32,7 +32,7 @@ mod sticky;
 pub(crate) mod testing;
 mod workload;
 
-pub use lookups::Lookups;
+pub use lookups::{Lookups, Stop};
 
 /// What a rule may use besides the request: the policy, and the cluster to ask.
 #[derive(Clone, Copy)]
@@ -55,13 +55,13 @@ impl<'a, O> Input<'a, O> {
     }
 
     /// The object, or the message for a request that carries none.
-    pub fn object(&self) -> Result<&'a O, String> {
+    pub fn object(&self) -> Result<&'a O, Stop> {
         self.object.ok_or_else(|| {
-            format!(
+            Stop::Unreadable(format!(
                 "{} {}: the AdmissionReview request has no object",
                 self.request.kind(),
                 self.request.name
-            )
+            ))
         })
     }
 }
@@ -72,12 +72,13 @@ pub trait Rule: Send + Sync + 'static {
     /// The object as this rule reads it. Decoded straight from the request body.
     type Object: DeserializeOwned + Send + Sync;
 
-    /// Judges one request. `Err` is an object that cannot be read (the message says where).
+    /// Judges one request. [`Stop`] ends it early: an object that cannot be read (the message
+    /// says where), or findings known before the end (a failed lookup).
     async fn review(
         &self,
         cx: &Context<'_>,
         input: Input<'_, Self::Object>,
-    ) -> Result<Judgement, String>;
+    ) -> Result<Judgement, Stop>;
 }
 
 /// A broken rule: denied in `enforce` mode, a warning in `warn`, an audit annotation in `audit`.

@@ -77,24 +77,23 @@ fn slim_spec<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<PodSpec>>, D:
 }
 
 impl Object {
-    /// The pod's name in messages, its spec, and what detection finds in it; `Err(Ok(_))` is a
-    /// role annotation that cannot be read, `Err(Err(_))` a pod that cannot be read at all.
+    /// The pod's name in messages, its spec, and what detection finds in it. A role annotation
+    /// that cannot be read stops the review with its violation.
     fn classify(
         &self,
         cx: &Context<'_>,
         namespace: Option<&str>,
-    ) -> Result<(String, &PodSpec, Vec<Found>), Result<Judgement, String>> {
+    ) -> Result<(String, &PodSpec, Vec<Found>), Stop> {
         let name = object_ref("Pod", namespace, &self.metadata);
         let Some(spec) = self.spec.as_deref() else {
-            return Err(Err(format!("cannot read {name}: spec is missing")));
+            return Err(Stop::Unreadable(format!(
+                "cannot read {name}: spec is missing"
+            )));
         };
-        match cx
-            .policy
-            .detector()
-            .classify(self.metadata.annotations.as_ref(), spec)
-        {
+        let annotations = self.metadata.annotations.as_ref();
+        match cx.policy.detector().classify(annotations, spec) {
             Ok(found) => Ok((name, spec, found)),
-            Err(e) => Err(Ok(role_annotation(&name, e).into())),
+            Err(e) => Err(Stop::Done(role_annotation(&name, e))),
         }
     }
 }
@@ -103,16 +102,9 @@ impl Object {
 impl Rule for Mutate {
     type Object = Object;
 
-    async fn review(
-        &self,
-        cx: &Context<'_>,
-        input: Input<'_, Object>,
-    ) -> Result<Judgement, String> {
+    async fn review(&self, cx: &Context<'_>, input: Input<'_, Object>) -> Result<Judgement, Stop> {
         let namespace = input.request.namespace.as_deref();
-        let (name, spec, found) = match input.object()?.classify(cx, namespace) {
-            Ok(parts) => parts,
-            Err(answer) => return answer,
-        };
+        let (name, spec, found) = input.object()?.classify(cx, namespace)?;
         // Every container that needs privileges ends up privileged, whether the pod asked for it
         // or the patch adds it: either way Pod Security Admission would refuse the pod.
         let findings = pod_security::judge(cx, namespace, &name, &found).await;
@@ -128,33 +120,17 @@ impl Rule for Mutate {
 impl Rule for Validate {
     type Object = Object;
 
-    async fn review(
-        &self,
-        cx: &Context<'_>,
-        input: Input<'_, Object>,
-    ) -> Result<Judgement, String> {
+    async fn review(&self, cx: &Context<'_>, input: Input<'_, Object>) -> Result<Judgement, Stop> {
         let obj = input.object()?;
-        let (name, spec, found) = match obj.classify(cx, input.request.namespace.as_deref()) {
-            Ok(parts) => parts,
-            Err(answer) => return answer,
-        };
+        let (name, spec, found) = obj.classify(cx, input.request.namespace.as_deref())?;
         let mut findings = footguns::check(&name, "spec", spec, &found);
         let old_labels = input.old_object.map(|o| o.metadata.labels.as_ref());
         let operation = &input.request.operation;
         let namespace = input.namespace();
-        match bare_pod::judge(
-            cx,
-            namespace,
-            operation,
-            old_labels,
-            &name,
-            &obj.metadata,
-            &found,
-        )
-        .await
-        {
+        let meta = &obj.metadata;
+        match bare_pod::judge(cx, namespace, operation, old_labels, &name, meta, &found).await {
             Ok(f) | Err(Stop::Done(f)) => findings.extend(f),
-            Err(Stop::Unreadable(message)) => return Err(message),
+            Err(unreadable) => return Err(unreadable),
         }
         Ok(findings.into())
     }

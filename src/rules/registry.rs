@@ -6,7 +6,7 @@ use kube::core::admission::Operation;
 use serde::de::IgnoredAny;
 use strum::{EnumIter, IntoStaticStr};
 
-use super::{Context, Input, Judgement, Rule};
+use super::{Context, Input, Judgement, Rule, Stop};
 use super::{hpa, jobs, pod, scale, service, workload};
 use crate::envelope::{Key, Request, Review};
 
@@ -164,7 +164,7 @@ impl<R: Rule> Judge for Decoded<R> {
             object: self.object.as_ref(),
             old_object: self.old_object.as_ref(),
         };
-        self.rule.review(cx, input).await
+        super::lookups::finish(self.rule.review(cx, input).await)
     }
 }
 
@@ -201,7 +201,7 @@ struct Unjudged;
 impl Rule for Unjudged {
     type Object = IgnoredAny;
 
-    async fn review(&self, _: &Context<'_>, _: Input<'_, IgnoredAny>) -> Result<Judgement, String> {
+    async fn review(&self, _: &Context<'_>, _: Input<'_, IgnoredAny>) -> Result<Judgement, Stop> {
         Ok(Judgement::default())
     }
 }

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::buildkitd::runs_buildkitd;
 use super::instances::{Demand, judge_template};
-use super::lookups::{Lookups, Stop, finish, nothing};
-use super::{Context, Findings, Input, Judgement, Rule, RuleId};
+use super::lookups::{Lookups, Stop, nothing};
+use super::{Context, Input, Judgement, Rule, RuleId};
 use crate::cluster::{Workload, WorkloadKind};
 use crate::detect::Found;
 
@@ -25,49 +25,42 @@ pub struct Object {
 impl Rule for Scale {
     type Object = Object;
 
-    async fn review(
-        &self,
-        cx: &Context<'_>,
-        input: Input<'_, Object>,
-    ) -> Result<Judgement, String> {
-        finish(check(cx, &input).await)
+    async fn review(&self, cx: &Context<'_>, input: Input<'_, Object>) -> Result<Judgement, Stop> {
+        let request = input.request;
+        let Some(kind) = target_kind(&request.resource.group, &request.resource.resource) else {
+            return nothing();
+        };
+        let namespace = input.namespace();
+        let subject = format!("{} {namespace}/{}", kind.as_str(), request.name);
+        let what = format!("Scale {namespace}/{}", request.name);
+        // An absent spec.replicas is 0 to the apiserver (autoscaling/v1 ScaleSpec).
+        let replicas = |obj: &Object| -> Result<i32, String> {
+            let spec = obj
+                .spec
+                .as_ref()
+                .ok_or_else(|| format!("cannot read {what}: spec is missing"))?;
+            Ok(spec.replicas.unwrap_or(0))
+        };
+        let new = replicas(input.object()?)?;
+        if new <= 1 {
+            return nothing();
+        }
+        if let Some(old) = input.old_object
+            && replicas(old).ok() == Some(new)
+        {
+            return nothing();
+        }
+        let lookups = Lookups::new(cx, &subject);
+        // Not found: the apiserver answers the scale request with 404 itself.
+        let Some(target) = lookups.workload(kind, namespace, &request.name).await? else {
+            return nothing();
+        };
+        judge_template(cx, &lookups, namespace, &target.template, None, |found| {
+            demand(&target, found, new)
+        })
+        .await
+        .map(Judgement::from)
     }
-}
-
-async fn check(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, Stop> {
-    let request = input.request;
-    let Some(kind) = target_kind(&request.resource.group, &request.resource.resource) else {
-        return nothing();
-    };
-    let namespace = input.namespace();
-    let subject = format!("{} {namespace}/{}", kind.as_str(), request.name);
-    let what = format!("Scale {namespace}/{}", request.name);
-    // An absent spec.replicas is 0 to the apiserver (autoscaling/v1 ScaleSpec).
-    let replicas = |obj: &Object| -> Result<i32, String> {
-        let spec = obj
-            .spec
-            .as_ref()
-            .ok_or_else(|| format!("cannot read {what}: spec is missing"))?;
-        Ok(spec.replicas.unwrap_or(0))
-    };
-    let new = replicas(input.object()?)?;
-    if new <= 1 {
-        return nothing();
-    }
-    if let Some(old) = input.old_object
-        && replicas(old).ok() == Some(new)
-    {
-        return nothing();
-    }
-    let lookups = Lookups::new(cx, &subject);
-    // Not found: the apiserver answers the scale request with 404 itself.
-    let Some(target) = lookups.workload(kind, namespace, &request.name).await? else {
-        return nothing();
-    };
-    judge_template(cx, &lookups, namespace, &target.template, None, |found| {
-        demand(&target, found, new)
-    })
-    .await
 }
 
 /// The workload kind whose `scale` subresource a request writes, from `request.resource`.

@@ -8,7 +8,7 @@ use kube::core::admission::Operation;
 use serde::Deserialize;
 
 use super::buildkitd::{is_live_buildkitd, pod_ref};
-use super::lookups::{Lookups, Stop, finish, nothing};
+use super::lookups::{Lookups, Stop, nothing};
 use super::sticky::{STICKY_PREFIX, pod_selector, stickiness};
 use super::{Context, Findings, Input, Judgement, Rule, RuleId, Violation, object_ref};
 use crate::config::Instances;
@@ -42,58 +42,50 @@ impl Object {
 impl Rule for Services {
     type Object = Object;
 
-    async fn review(
-        &self,
-        cx: &Context<'_>,
-        input: Input<'_, Object>,
-    ) -> Result<Judgement, String> {
-        finish(judge(cx, &input).await)
-    }
-}
-
-async fn judge(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, Stop> {
-    let b = &cx.policy.config().buildkitd;
-    if b.instances != Instances::Sticky {
-        return nothing();
-    }
-    let obj = input.object()?;
-    if obj.metadata.deletion_timestamp.is_some() {
-        return nothing();
-    }
-    let subject = object_ref("Service", input.request.namespace.as_deref(), &obj.metadata);
-    let new = obj.service(&subject)?;
-    if input.request.operation == Operation::Update
-        && let Some(old) = input.old_object
-        && let Ok(old) = old.service(&subject)
-        && same_shape(&old, &new)
-    {
-        return nothing();
-    }
-    // A sticky Service, or one that routes to no pods, cannot break the rule: no lookup.
-    if !needs_pods(&new, b.min_sticky_timeout_seconds) {
-        return nothing();
-    }
-    let Some(selector) = pod_selector(&new) else {
-        return nothing();
-    };
-    let lookups = Lookups::new(cx, &subject);
-    let pods = lookups.pods(input.namespace(), selector).await?;
-    let buildkitd_pods: Vec<String> = pods
-        .iter()
-        .filter(|p| is_live_buildkitd(cx.policy.detector(), p))
-        .map(pod_ref)
-        .collect();
-    Ok(Findings {
-        violations: check(
+    async fn review(&self, cx: &Context<'_>, input: Input<'_, Object>) -> Result<Judgement, Stop> {
+        let b = &cx.policy.config().buildkitd;
+        if b.instances != Instances::Sticky {
+            return nothing();
+        }
+        let obj = input.object()?;
+        if obj.metadata.deletion_timestamp.is_some() {
+            return nothing();
+        }
+        let subject = object_ref("Service", input.request.namespace.as_deref(), &obj.metadata);
+        let new = obj.service(&subject)?;
+        if input.request.operation == Operation::Update
+            && let Some(old) = input.old_object
+            && let Ok(old) = old.service(&subject)
+            && same_shape(&old, &new)
+        {
+            return nothing();
+        }
+        // A sticky Service, or one that routes to no pods, cannot break the rule: no lookup.
+        if !needs_pods(&new, b.min_sticky_timeout_seconds) {
+            return nothing();
+        }
+        let Some(selector) = pod_selector(&new) else {
+            return nothing();
+        };
+        let lookups = Lookups::new(cx, &subject);
+        let pods = lookups.pods(input.namespace(), selector).await?;
+        let buildkitd_pods: Vec<String> = pods
+            .iter()
+            .filter(|p| is_live_buildkitd(cx.policy.detector(), p))
+            .map(pod_ref)
+            .collect();
+        let violation = check(
             &subject,
             &new,
             &buildkitd_pods,
             b.min_sticky_timeout_seconds,
-        )
-        .into_iter()
-        .collect(),
-        warnings: Vec::new(),
-    })
+        );
+        Ok(Findings {
+            violations: violation.into_iter().collect(),
+            warnings: Vec::new(),
+        }
+        .into())
+    }
 }
 
 /// Whether an update leaves everything these rules read as it was.

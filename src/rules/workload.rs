@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::buildkitd::runs_buildkitd;
 use super::instances::{Demand, judge_template};
-use super::lookups::{Lookups, Stop, finish, nothing};
-use super::{Context, Findings, Input, Judgement, Rule, RuleId, object_ref};
+use super::lookups::{Lookups, Stop, nothing};
+use super::{Context, Input, Judgement, Rule, RuleId, object_ref};
 use crate::cluster::{Workload, WorkloadKind};
 use crate::detect::Found;
 
@@ -61,43 +61,36 @@ impl Object {
 impl Rule for Workloads {
     type Object = Object;
 
-    async fn review(
-        &self,
-        cx: &Context<'_>,
-        input: Input<'_, Object>,
-    ) -> Result<Judgement, String> {
-        finish(check(cx, &input).await)
+    async fn review(&self, cx: &Context<'_>, input: Input<'_, Object>) -> Result<Judgement, Stop> {
+        let Some(kind) = WorkloadKind::parse(input.request.kind()) else {
+            return nothing();
+        };
+        let obj = input.object()?;
+        if obj.metadata.deletion_timestamp.is_some() || judged_through_owner(kind, &obj.metadata) {
+            return nothing();
+        }
+        let namespace = input.namespace();
+        let subject = object_ref(
+            kind.as_str(),
+            input.request.namespace.as_deref(),
+            &obj.metadata,
+        );
+        let new = obj.workload(kind, namespace, &subject)?;
+        if input.request.operation == Operation::Update
+            && let Some(old) = input.old_object
+            && let Ok(old) = old.workload(kind, namespace, &subject)
+            && same_shape(&old, &new)
+        {
+            return nothing();
+        }
+        let lookups = Lookups::new(cx, &subject);
+        let at = Some("spec.template.spec");
+        judge_template(cx, &lookups, namespace, &new.template, at, |found| {
+            demand(&subject, &new, found)
+        })
+        .await
+        .map(Judgement::from)
     }
-}
-
-async fn check(cx: &Context<'_>, input: &Input<'_, Object>) -> Result<Findings, Stop> {
-    let Some(kind) = WorkloadKind::parse(input.request.kind()) else {
-        return nothing();
-    };
-    let obj = input.object()?;
-    if obj.metadata.deletion_timestamp.is_some() || judged_through_owner(kind, &obj.metadata) {
-        return nothing();
-    }
-    let namespace = input.namespace();
-    let subject = object_ref(
-        kind.as_str(),
-        input.request.namespace.as_deref(),
-        &obj.metadata,
-    );
-    let new = obj.workload(kind, namespace, &subject)?;
-    if input.request.operation == Operation::Update
-        && let Some(old) = input.old_object
-        && let Ok(old) = old.workload(kind, namespace, &subject)
-        && same_shape(&old, &new)
-    {
-        return nothing();
-    }
-    let lookups = Lookups::new(cx, &subject);
-    let at = Some("spec.template.spec");
-    judge_template(cx, &lookups, namespace, &new.template, at, |found| {
-        demand(&subject, &new, found)
-    })
-    .await
 }
 
 /// The demand of a workload that runs more than one buildkitd, if it does. `subject` names it
