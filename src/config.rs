@@ -8,9 +8,8 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{NodeAffinity, Toleration, Volume};
 use serde::{Deserialize, Serialize};
 
-/// Where Earthly puts its scratch data when `EARTHLY_TMP_DIR` is not set (upstream guide,
-/// "Setup (`earthly/earthly` Only)").
-pub const DEFAULT_SCRATCH_PATH: &str = "/tmp/earthly";
+use crate::detect::{Family, ImageKind};
+
 /// Name given to the scratch volume (a suffix is added when a volume of that name exists).
 pub const DEFAULT_SCRATCH_VOLUME_NAME: &str = "earthly-tmp";
 /// The upstream sticky example's `sessionAffinityConfig.clientIP.timeoutSeconds`.
@@ -32,24 +31,56 @@ pub struct Config {
     pub cluster: Cluster,
 }
 
-/// Extra image patterns per role, for custom runner images. Patterns are globs (`*`, `?`,
+/// Extra image patterns per role and family, for custom images. Patterns are globs (`*`, `?`,
 /// `[...]`, `{a,b}`) matched against the normalised image name without tag or digest,
-/// e.g. `docker.io/earthly/earthly` or `ghcr.io/acme/ci/earthly-runner`.
+/// e.g. `docker.io/earthly/earthly` or `ghcr.io/acme/ci/earthly-runner`. The family decides
+/// the default scratch path and the tmp-dir variable (`/tmp/earthly` and `EARTHLY_TMP_DIR` for
+/// Earthly, `/tmp/earthbuild` and `EARTH_TMP_DIR` for EarthBuild).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Detection {
-    /// Images that are all-in-one runners (or remote clients, when they point at a remote
-    /// buildkit), like `earthly/earthly`.
+    /// Runner images of the Earthly family, like `earthly/earthly`: all-in-one runners or
+    /// remote clients, as the entrypoint's rules decide from their environment.
     pub earthly_images: Vec<String>,
-    /// Images that run buildkitd, like `earthly/buildkitd` and `earthly/satellite`.
+    /// buildkitd images of the Earthly family, like `earthly/buildkitd` and `earthly/satellite`.
     pub buildkitd_images: Vec<String>,
+    /// Runner images of the EarthBuild family, like `earthbuild/earthbuild`.
+    pub earthbuild_images: Vec<String>,
+    /// buildkitd images of the EarthBuild family, like `earthbuild/buildkitd`.
+    pub earthbuild_buildkitd_images: Vec<String>,
+}
+
+impl Detection {
+    /// Each pattern list with its field name, family and image kind, in the order detection
+    /// tries them: buildkitd before runner images, Earthly before EarthBuild.
+    pub(crate) fn pattern_lists(&self) -> [(&[String], Family, ImageKind); 4] {
+        [
+            (
+                &self.buildkitd_images,
+                Family::Earthly,
+                ImageKind::Buildkitd,
+            ),
+            (
+                &self.earthbuild_buildkitd_images,
+                Family::Earthbuild,
+                ImageKind::Buildkitd,
+            ),
+            (&self.earthly_images, Family::Earthly, ImageKind::Runner),
+            (
+                &self.earthbuild_images,
+                Family::Earthbuild,
+                ImageKind::Runner,
+            ),
+        ]
+    }
 }
 
 /// What the mutating webhook adds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Mutation {
-    /// The scratch volume mounted at `EARTHLY_TMP_DIR` (default `/tmp/earthly`).
+    /// The scratch volume mounted at the family's tmp-dir variable (`EARTHLY_TMP_DIR`, default
+    /// `/tmp/earthly`; EarthBuild's `EARTH_TMP_DIR`, default `/tmp/earthbuild`).
     pub scratch_volume: ScratchVolume,
     /// Sets `CNI_MTU` on Earthly containers that do not set it (needed with Calico when the
     /// cluster and CNI MTUs differ). Unset means leave it alone.
@@ -254,11 +285,14 @@ impl Config {
     /// Checks values the types cannot: returns the field path and what is wrong with it.
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: String| Err((f.to_owned(), m));
+        let d = &self.detection;
         for (field, patterns) in [
-            ("detection.earthlyImages", &self.detection.earthly_images),
+            ("detection.earthlyImages", &d.earthly_images),
+            ("detection.buildkitdImages", &d.buildkitd_images),
+            ("detection.earthbuildImages", &d.earthbuild_images),
             (
-                "detection.buildkitdImages",
-                &self.detection.buildkitd_images,
+                "detection.earthbuildBuildkitdImages",
+                &d.earthbuild_buildkitd_images,
             ),
         ] {
             for (i, p) in patterns.iter().enumerate() {

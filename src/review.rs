@@ -615,9 +615,12 @@ async fn mutate_pod(
     };
     // Every container that needs privileges ends up privileged, whether the pod asked for it or
     // the patch adds it: either way Pod Security Admission would refuse the pod.
-    let findings = cluster_rules::pod_security(cluster, request, &name, &found).await;
+    let mut findings = cluster_rules::pod_security(cluster, request, &name, &found).await;
     let m = mutate::mutate(&pod.spec, "/spec", &found, &policy.config.mutation);
-    if m.is_empty() {
+    // Where a role was assumed, and what the patch cannot fix: the person applying must know.
+    findings.warnings.extend(found.notes);
+    findings.warnings.extend(m.warnings);
+    if m.patch.0.is_empty() {
         return Ok(findings);
     }
     let mut per_rule: BTreeMap<Rule, usize> = BTreeMap::new();

@@ -1,4 +1,4 @@
-//! A pod spec as the rules read it. Detection, mutation and validation look at eleven fields of
+//! A pod spec as the rules read it. Detection, mutation and validation look at eighteen fields of
 //! a pod spec; k8s-openapi's `PodSpec` decodes all of them, and every probe, resource list and
 //! volume source inside, into kilobytes of structs no rule reads. Decoding was most of a
 //! review's CPU (docs/benchmarks.md): a projected service-account volume alone cost more than
@@ -18,7 +18,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, EnvVar, PodSpec, SecurityContext, Toleration, Volume, VolumeMount,
+    Affinity, Container, EnvFromSource, EnvVar, PodOS, PodSecurityContext, PodSpec,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use serde::Deserialize;
 
@@ -33,6 +34,11 @@ pub(crate) struct RuleSpec {
     tolerations: Option<Vec<Toleration>>,
     node_selector: Option<BTreeMap<String, String>>,
     affinity: Option<Affinity>,
+    // Settings that keep a privileged Earthly container from running (`runAsNonRoot`,
+    // `hostUsers: false`, a Windows pod).
+    security_context: Option<PodSecurityContext>,
+    host_users: Option<bool>,
+    os: Option<PodOS>,
 }
 
 /// The fields of a container the rules read.
@@ -44,6 +50,12 @@ struct RuleContainer {
     env: Option<Vec<EnvVar>>,
     security_context: Option<SecurityContext>,
     volume_mounts: Option<Vec<VolumeMount>>,
+    // Detection: a `command` may replace the image's entrypoint, `envFrom` may set the
+    // variables it tests, and `restartPolicy: Always` makes an init container a sidecar.
+    command: Option<Vec<String>>,
+    args: Option<Vec<String>>,
+    env_from: Option<Vec<EnvFromSource>>,
+    restart_policy: Option<String>,
 }
 
 /// Of a volume, the rules read only its name (to pick one for the scratch volume that is not
@@ -61,6 +73,10 @@ impl From<RuleContainer> for Container {
             env: c.env,
             security_context: c.security_context,
             volume_mounts: c.volume_mounts,
+            command: c.command,
+            args: c.args,
+            env_from: c.env_from,
+            restart_policy: c.restart_policy,
             ..Container::default()
         }
     }
@@ -83,6 +99,9 @@ impl From<RuleSpec> for PodSpec {
             tolerations: s.tolerations,
             node_selector: s.node_selector,
             affinity: s.affinity,
+            security_context: s.security_context,
+            host_users: s.host_users,
+            os: s.os,
             ..PodSpec::default()
         }
     }

@@ -80,7 +80,8 @@ pub(crate) mod testing {
         let found = Detector::new(&Detection::default())
             .expect("detector")
             .classify(None, template.spec.as_ref().expect("spec"))
-            .expect("classify");
+            .expect("classify")
+            .found;
         let w = Workload {
             kind,
             namespace: "ci".to_owned(),

@@ -40,7 +40,7 @@ pub fn check(object: &str, field: &str, spec: &PodSpec, found: &[Found]) -> Find
                     f.role.describe()
                 ));
             }
-            let (path, _) = scratch_path(c);
+            let (path, _) = scratch_path(c, f.family);
             if !has_mount_at(c, &path) {
                 out.warnings.push(format!(
                     "{object}: container {name} has no scratch volume at {path} ({at}.volumeMounts); \

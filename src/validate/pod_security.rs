@@ -65,6 +65,7 @@ mod tests {
             index: 0,
             name: name.to_owned(),
             role,
+            family: crate::detect::Family::Earthly,
         }
     }
 
