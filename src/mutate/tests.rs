@@ -230,3 +230,155 @@ fn null_arrays_are_created() {
     let (doc, _) = run(pod, &Config::default());
     assert_eq!(doc["spec"]["volumes"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn scratch_path_inside_a_mounted_volume_is_provided_storage() {
+    // EARTHLY_TMP_DIR=/scratch/earthly with a PVC at /scratch: no emptyDir over the cache.
+    let mut pod = bare("earthly/buildkitd");
+    pod["spec"]["containers"][0]["env"] =
+        json!([{"name": "EARTHLY_TMP_DIR", "value": "/scratch/earthly"}]);
+    pod["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "cache", "mountPath": "/scratch"}]);
+    pod["spec"]["volumes"] =
+        json!([{"name": "cache", "persistentVolumeClaim": {"claimName": "bk"}}]);
+    let (doc, m) = run(pod, &Config::default());
+    assert_eq!(doc["spec"]["volumes"].as_array().map(Vec::len), Some(1));
+    assert!(m.changes.iter().all(|c| c.rule != Rule::ScratchVolume));
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+}
+
+#[test]
+fn read_only_scratch_mount_is_warned_about_and_kept() {
+    let mut pod = bare("earthly/earthly");
+    pod["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "tmp", "mountPath": "/tmp", "readOnly": true}]);
+    pod["spec"]["volumes"] = json!([{"name": "tmp", "emptyDir": {}}]);
+    let (doc, m) = run(pod, &Config::default());
+    assert_eq!(doc["spec"]["volumes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].contains("spec.containers[0].volumeMounts[0].readOnly"),
+        "{:?}",
+        m.warnings
+    );
+    assert!(
+        m.warnings[0].contains("set readOnly: false"),
+        "{:?}",
+        m.warnings
+    );
+}
+
+#[test]
+fn run_as_non_root_on_the_pod_is_warned_about() {
+    let mut pod = bare("earthly/earthly");
+    pod["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+    let (_, m) = run(pod.clone(), &Config::default());
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].contains("spec.securityContext.runAsNonRoot is true"),
+        "{:?}",
+        m.warnings
+    );
+    assert!(
+        m.warnings[0].contains("set spec.containers[0].securityContext.runAsNonRoot to false"),
+        "{:?}",
+        m.warnings
+    );
+    // The container's own false overrides the pod's true.
+    pod["spec"]["containers"][0]["securityContext"] = json!({"runAsNonRoot": false});
+    let (_, m) = run(pod, &Config::default());
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+}
+
+#[test]
+fn run_as_non_root_on_the_container_is_warned_about() {
+    let mut pod = bare("earthly/buildkitd");
+    pod["spec"]["containers"][0]["securityContext"] = json!({"runAsNonRoot": true});
+    let (_, m) = run(pod, &Config::default());
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].contains("spec.containers[0].securityContext.runAsNonRoot is true"),
+        "{:?}",
+        m.warnings
+    );
+}
+
+#[test]
+fn host_users_false_is_warned_about() {
+    let mut pod = bare("earthly/earthly");
+    pod["spec"]["hostUsers"] = json!(false);
+    let (_, m) = run(pod, &Config::default());
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].starts_with("spec.hostUsers is false"),
+        "{:?}",
+        m.warnings
+    );
+}
+
+#[test]
+fn windows_pod_is_left_unchanged_and_said_why() {
+    let cfg = config("mutation: {cniMtu: 1450, nodeSelector: {pool: priv}}");
+    let mut pod = bare("earthly/earthly");
+    pod["spec"]["os"] = json!({"name": "windows"});
+    let (_, m) = run(pod, &cfg);
+    assert!(m.is_empty(), "{:?}", m.patch);
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].contains("refuses privileged for a windows pod"),
+        "{:?}",
+        m.warnings
+    );
+}
+
+#[test]
+fn client_of_a_sidecar_stays_unprivileged_and_the_sidecar_is_privileged() {
+    let mut pod = bare("earthly/earthly");
+    pod["spec"]["containers"][0]["env"] =
+        json!([{"name": "BUILDKIT_HOST", "value": "tcp://127.0.0.1:8372"}]);
+    pod["spec"]["initContainers"] =
+        json!([{"name": "bk", "image": "earthly/buildkitd", "restartPolicy": "Always"}]);
+    let (doc, m) = run(pod, &Config::default());
+    assert!(
+        doc["spec"]["containers"][0]
+            .get("securityContext")
+            .is_none()
+    );
+    assert!(doc["spec"]["containers"][0].get("volumeMounts").is_none());
+    assert_eq!(
+        doc["spec"]["initContainers"][0]["securityContext"]["privileged"],
+        json!(true)
+    );
+    assert_eq!(doc["spec"]["volumes"].as_array().map(Vec::len), Some(1));
+    assert!(m.changes.iter().all(|c| c.message.contains("container bk")));
+}
+
+#[test]
+fn earthbuild_runner_gets_its_own_scratch_path() {
+    let (doc, _) = run(bare("earthbuild/earthbuild:v0.8.16"), &Config::default());
+    assert_eq!(
+        doc["spec"]["containers"][0]["volumeMounts"][0]["mountPath"],
+        json!("/tmp/earthbuild")
+    );
+    let mut pod = bare("earthbuild/buildkitd");
+    pod["spec"]["containers"][0]["env"] = json!([{"name": "EARTH_TMP_DIR", "value": "/cache"}]);
+    let (doc, _) = run(pod, &Config::default());
+    assert_eq!(
+        doc["spec"]["containers"][0]["volumeMounts"][0]["mountPath"],
+        json!("/cache")
+    );
+}
+
+#[test]
+fn earthly_tmp_dir_does_not_move_an_earthbuild_default_when_earth_tmp_dir_is_set() {
+    let mut pod = bare("earthbuild/earthbuild");
+    pod["spec"]["containers"][0]["env"] = json!([
+        {"name": "EARTHLY_TMP_DIR", "value": "/old"},
+        {"name": "EARTH_TMP_DIR", "value": "/new"}
+    ]);
+    let (doc, _) = run(pod, &Config::default());
+    assert_eq!(
+        doc["spec"]["containers"][0]["volumeMounts"][0]["mountPath"],
+        json!("/new")
+    );
+}

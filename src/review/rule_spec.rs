@@ -124,11 +124,13 @@ mod tests {
                         {"name": "FROM_REF", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
                 "securityContext": {"privileged": false, "allowPrivilegeEscalation": false},
                 "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                "command": ["earthly"], "args": ["+build"],
+                "envFrom": [{"prefix": "CI_", "configMapRef": {"name": "ci"}}],
                 "resources": {"limits": {"cpu": "2"}},
                 "livenessProbe": {"exec": {"command": ["true"]}},
                 "ports": [{"containerPort": 8372}]
             }],
-            "initContainers": [{"name": "init", "image": "earthly/buildkitd:v0.8.15"}],
+            "initContainers": [{"name": "init", "image": "earthly/buildkitd:v0.8.15", "restartPolicy": "Always"}],
             "volumes": [
                 {"name": "data", "persistentVolumeClaim": {"claimName": "c"}},
                 {"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
@@ -139,7 +141,9 @@ mod tests {
                 "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["earthly"]}]}]}}},
             "serviceAccountName": "ci",
             "restartPolicy": "Never",
-            "securityContext": {"runAsUser": 0}
+            "securityContext": {"runAsUser": 0, "runAsNonRoot": true},
+            "hostUsers": false,
+            "os": {"name": "linux"}
         })
     }
 
@@ -163,7 +167,19 @@ mod tests {
             assert_eq!(s.env, f.env);
             assert_eq!(s.security_context, f.security_context);
             assert_eq!(s.volume_mounts, f.volume_mounts);
+            assert_eq!(s.command, f.command);
+            assert_eq!(s.args, f.args);
+            assert_eq!(s.env_from, f.env_from);
         }
+        assert_eq!(
+            slim.init_containers
+                .as_ref()
+                .map(|c| c[0].restart_policy.clone()),
+            Some(Some("Always".to_owned()))
+        );
+        assert_eq!(slim.security_context, full.security_context);
+        assert_eq!(slim.host_users, Some(false));
+        assert_eq!(slim.os, full.os);
         let names = |s: &PodSpec| -> Vec<String> {
             s.volumes.iter().flatten().map(|v| v.name.clone()).collect()
         };
@@ -182,6 +198,13 @@ mod tests {
                 .expect("json")
         };
         assert_eq!(patch(&slim), patch(&full));
+        let warnings =
+            |s: &PodSpec| crate::mutate::mutate(s, "/spec", &found, &config.mutation).warnings;
+        assert!(
+            !warnings(&full).is_empty(),
+            "runAsNonRoot and hostUsers warn"
+        );
+        assert_eq!(warnings(&slim), warnings(&full));
         let findings = |s: &PodSpec| crate::validate::pod::check("Pod ci/p", "spec", s, &found);
         assert_eq!(findings(&slim), findings(&full));
     }
