@@ -482,6 +482,42 @@ cluster: {lookupTimeoutMs: 1000, cacheTtlSeconds: 2, cacheMaxEntries: 64, failur
     }
 
     #[test]
+    fn bad_earthbuild_pattern_names_the_field() {
+        assert_eq!(
+            invalid_field("detection: {earthbuildBuildkitdImages: ['bad[']}"),
+            "detection.earthbuildBuildkitdImages[0]"
+        );
+        assert_eq!(
+            invalid_field("detection: {earthbuildImages: ['ok', '{a']}"),
+            "detection.earthbuildImages[1]"
+        );
+    }
+
+    #[test]
+    fn earthbuild_patterns_parse_next_to_the_old_keys() {
+        let c = Config::from_yaml(
+            "detection: {earthlyImages: [a], buildkitdImages: [b], earthbuildImages: [c], earthbuildBuildkitdImages: [d]}",
+            "t",
+        )
+        .expect("valid");
+        let families: Vec<_> = c
+            .detection
+            .pattern_lists()
+            .iter()
+            .map(|(l, f, _)| (l[0].clone(), *f))
+            .collect();
+        assert_eq!(
+            families,
+            [
+                ("b".to_owned(), Family::Earthly),
+                ("d".to_owned(), Family::Earthbuild),
+                ("a".to_owned(), Family::Earthly),
+                ("c".to_owned(), Family::Earthbuild),
+            ]
+        );
+    }
+
+    #[test]
     fn bad_volume_name_names_the_field() {
         assert_eq!(
             invalid_field("mutation: {scratchVolume: {name: Earthly_Tmp}}"),
