@@ -8,7 +8,9 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{NodeAffinity, Toleration, Volume};
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{Family, ImageKind};
+mod detection;
+
+pub use detection::Detection;
 
 /// Name given to the scratch volume (a suffix is added when a volume of that name exists).
 pub const DEFAULT_SCRATCH_VOLUME_NAME: &str = "earthly-tmp";
@@ -29,50 +31,6 @@ pub struct Config {
     pub policy: Policy,
     /// Lookups against the Kubernetes API.
     pub cluster: Cluster,
-}
-
-/// Extra image patterns per role and family, for custom images. Patterns are globs (`*`, `?`,
-/// `[...]`, `{a,b}`) matched against the normalised image name without tag or digest,
-/// e.g. `docker.io/earthly/earthly` or `ghcr.io/acme/ci/earthly-runner`. The family decides
-/// the default scratch path and the tmp-dir variable (`/tmp/earthly` and `EARTHLY_TMP_DIR` for
-/// Earthly, `/tmp/earthbuild` and `EARTH_TMP_DIR` for EarthBuild).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Detection {
-    /// Runner images of the Earthly family, like `earthly/earthly`: all-in-one runners or
-    /// remote clients, as the entrypoint's rules decide from their environment.
-    pub earthly_images: Vec<String>,
-    /// buildkitd images of the Earthly family, like `earthly/buildkitd` and `earthly/satellite`.
-    pub buildkitd_images: Vec<String>,
-    /// Runner images of the EarthBuild family, like `earthbuild/earthbuild`.
-    pub earthbuild_images: Vec<String>,
-    /// buildkitd images of the EarthBuild family, like `earthbuild/buildkitd`.
-    pub earthbuild_buildkitd_images: Vec<String>,
-}
-
-impl Detection {
-    /// Each pattern list with its field name, family and image kind, in the order detection
-    /// tries them: buildkitd before runner images, Earthly before EarthBuild.
-    pub(crate) fn pattern_lists(&self) -> [(&[String], Family, ImageKind); 4] {
-        [
-            (
-                &self.buildkitd_images,
-                Family::Earthly,
-                ImageKind::Buildkitd,
-            ),
-            (
-                &self.earthbuild_buildkitd_images,
-                Family::Earthbuild,
-                ImageKind::Buildkitd,
-            ),
-            (&self.earthly_images, Family::Earthly, ImageKind::Runner),
-            (
-                &self.earthbuild_images,
-                Family::Earthbuild,
-                ImageKind::Runner,
-            ),
-        ]
-    }
 }
 
 /// What the mutating webhook adds.
@@ -285,25 +243,7 @@ impl Config {
     /// Checks values the types cannot: returns the field path and what is wrong with it.
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: String| Err((f.to_owned(), m));
-        let d = &self.detection;
-        for (field, patterns) in [
-            ("detection.earthlyImages", &d.earthly_images),
-            ("detection.buildkitdImages", &d.buildkitd_images),
-            ("detection.earthbuildImages", &d.earthbuild_images),
-            (
-                "detection.earthbuildBuildkitdImages",
-                &d.earthbuild_buildkitd_images,
-            ),
-        ] {
-            for (i, p) in patterns.iter().enumerate() {
-                if let Err(e) = globset::Glob::new(p) {
-                    return err(
-                        &format!("{field}[{i}]"),
-                        format!("invalid pattern {p:?}: {e}"),
-                    );
-                }
-            }
-        }
+        self.detection.validate()?;
         let name = &self.mutation.scratch_volume.name;
         // A DNS-1123 label, with room for the "-N" suffix added on collisions.
         if name.is_empty()
@@ -481,6 +421,8 @@ cluster: {lookupTimeoutMs: 1000, cacheTtlSeconds: 2, cacheMaxEntries: 64, failur
         );
     }
 
+    use crate::detect::Family;
+
     #[test]
     fn bad_earthbuild_pattern_names_the_field() {
         assert_eq!(
@@ -504,7 +446,7 @@ cluster: {lookupTimeoutMs: 1000, cacheTtlSeconds: 2, cacheMaxEntries: 64, failur
             .detection
             .pattern_lists()
             .iter()
-            .map(|(l, f, _)| (l[0].clone(), *f))
+            .map(|(_, l, f, _)| (l[0].clone(), *f))
             .collect();
         assert_eq!(
             families,

@@ -143,7 +143,7 @@ impl Detector {
     /// Compiles the configured patterns.
     pub fn new(config: &Detection) -> Result<Self, globset::Error> {
         let mut patterns = Vec::new();
-        for (list, family, kind) in config.pattern_lists() {
+        for (_, list, family, kind) in config.pattern_lists() {
             if list.is_empty() {
                 continue;
             }
