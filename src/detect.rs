@@ -296,8 +296,8 @@ fn in_pod_clients_without_daemon(spec: &PodSpec, found: &[Found]) -> Vec<String>
             entrypoint::is_in_pod(addr).then(|| {
                 format!(
                     "container {}: BUILDKIT_HOST {addr} points inside the pod, but no buildkitd runs alongside it; \
-                     add a {} container (or an init container with restartPolicy: Always) or point it at a \
-                     buildkitd Service",
+                     run {} next to it (a second container, or an init container with restartPolicy: Always), \
+                     or point it at a buildkitd Service",
                     f.name,
                     f.family.buildkitd_image()
                 )

@@ -85,3 +85,37 @@ async fn remote_client_as_sent_gets_nothing() {
     let body = review_with(|_| {});
     assert_eq!(mutate(&body).await, (Vec::new(), false));
 }
+
+#[tokio::test]
+async fn client_of_a_buildkitd_sidecar_stays_unprivileged() {
+    // BUILDKIT_HOST on loopback, served by a native sidecar: only the sidecar is patched.
+    let body = review_with(|spec| {
+        spec["containers"][0]["env"][1]["value"] = json!("tcp://127.0.0.1:8372");
+        spec["initContainers"] = json!([{"name": "buildkitd", "image": "earthly/buildkitd:v0.8.15",
+            "restartPolicy": "Always", "securityContext": {"privileged": true}}]);
+    });
+    let (warnings, patched) = mutate(&body).await;
+    assert!(patched);
+    assert!(
+        warnings.iter().all(|w| !w.contains("earthly-remote")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(
+            |w| w.contains("scratch volume earthly-tmp at /tmp/earthly in container buildkitd")
+        ),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn scratch_path_inside_a_claim_gets_no_empty_dir() {
+    // EARTHLY_TMP_DIR=/workspace/earthly lies inside the pod's /workspace volume.
+    let body = review_with(|spec| {
+        spec["containers"][0]["env"] = json!([
+            {"name": "EARTHLY_TMP_DIR", "value": "/workspace/earthly"}
+        ]);
+        spec["containers"][0]["securityContext"] = json!({"privileged": true});
+    });
+    assert_eq!(mutate(&body).await, (Vec::new(), false));
+}
