@@ -8,9 +8,10 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{NodeAffinity, Toleration, Volume};
 use serde::{Deserialize, Serialize};
 
-/// Where Earthly puts its scratch data when `EARTHLY_TMP_DIR` is not set (upstream guide,
-/// "Setup (`earthly/earthly` Only)").
-pub const DEFAULT_SCRATCH_PATH: &str = "/tmp/earthly";
+mod detection;
+
+pub use detection::Detection;
+
 /// Name given to the scratch volume (a suffix is added when a volume of that name exists).
 pub const DEFAULT_SCRATCH_VOLUME_NAME: &str = "earthly-tmp";
 /// The upstream sticky example's `sessionAffinityConfig.clientIP.timeoutSeconds`.
@@ -32,24 +33,12 @@ pub struct Config {
     pub cluster: Cluster,
 }
 
-/// Extra image patterns per role, for custom runner images. Patterns are globs (`*`, `?`,
-/// `[...]`, `{a,b}`) matched against the normalised image name without tag or digest,
-/// e.g. `docker.io/earthly/earthly` or `ghcr.io/acme/ci/earthly-runner`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Detection {
-    /// Images that are all-in-one runners (or remote clients, when they point at a remote
-    /// buildkit), like `earthly/earthly`.
-    pub earthly_images: Vec<String>,
-    /// Images that run buildkitd, like `earthly/buildkitd` and `earthly/satellite`.
-    pub buildkitd_images: Vec<String>,
-}
-
 /// What the mutating webhook adds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Mutation {
-    /// The scratch volume mounted at `EARTHLY_TMP_DIR` (default `/tmp/earthly`).
+    /// The scratch volume mounted at the family's tmp-dir variable (`EARTHLY_TMP_DIR`, default
+    /// `/tmp/earthly`; EarthBuild's `EARTH_TMP_DIR`, default `/tmp/earthbuild`).
     pub scratch_volume: ScratchVolume,
     /// Sets `CNI_MTU` on Earthly containers that do not set it (needed with Calico when the
     /// cluster and CNI MTUs differ). Unset means leave it alone.
@@ -246,22 +235,7 @@ impl Config {
     /// Checks values the types cannot: returns the field path and what is wrong with it.
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: String| Err((f.to_owned(), m));
-        for (field, patterns) in [
-            ("detection.earthlyImages", &self.detection.earthly_images),
-            (
-                "detection.buildkitdImages",
-                &self.detection.buildkitd_images,
-            ),
-        ] {
-            for (i, p) in patterns.iter().enumerate() {
-                if let Err(e) = globset::Glob::new(p) {
-                    return err(
-                        &format!("{field}[{i}]"),
-                        format!("invalid pattern {p:?}: {e}"),
-                    );
-                }
-            }
-        }
+        self.detection.validate()?;
         let name = &self.mutation.scratch_volume.name;
         // A DNS-1123 label, with room for the "-N" suffix added on collisions.
         if name.is_empty()
@@ -436,6 +410,44 @@ cluster: {lookupTimeoutMs: 1000, cacheTtlSeconds: 2, cacheMaxEntries: 64, failur
         assert_eq!(
             invalid_field("detection: {buildkitdImages: ['ok/*', 'bad[']}"),
             "detection.buildkitdImages[1]"
+        );
+    }
+
+    use crate::detect::Family;
+
+    #[test]
+    fn bad_earthbuild_pattern_names_the_field() {
+        assert_eq!(
+            invalid_field("detection: {earthbuildBuildkitdImages: ['bad[']}"),
+            "detection.earthbuildBuildkitdImages[0]"
+        );
+        assert_eq!(
+            invalid_field("detection: {earthbuildImages: ['ok', '{a']}"),
+            "detection.earthbuildImages[1]"
+        );
+    }
+
+    #[test]
+    fn earthbuild_patterns_parse_next_to_the_old_keys() {
+        let c = Config::from_yaml(
+            "detection: {earthlyImages: [a], buildkitdImages: [b], earthbuildImages: [c], earthbuildBuildkitdImages: [d]}",
+            "t",
+        )
+        .expect("valid");
+        let families: Vec<_> = c
+            .detection
+            .pattern_lists()
+            .iter()
+            .map(|(_, l, f, _)| (l[0].clone(), *f))
+            .collect();
+        assert_eq!(
+            families,
+            [
+                ("b".to_owned(), Family::Earthly),
+                ("d".to_owned(), Family::Earthbuild),
+                ("a".to_owned(), Family::Earthly),
+                ("c".to_owned(), Family::Earthbuild),
+            ]
         );
     }
 

@@ -1,13 +1,22 @@
 //! Recognising Earthly containers: each container of a pod (or pod template) gets a [`Role`]
-//! from its image, its environment and the pod's `earthly.dev/role` annotations.
+//! and a [`Family`] from its image, its environment and command (the image's entrypoint rules,
+//! in [`entrypoint`]) and the pod's `earthly.dev/role` annotations.
 
 use std::collections::BTreeMap;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 use crate::config::Detection;
 use crate::image::ImageRef;
+
+mod entrypoint;
+mod family;
+
+pub(crate) use entrypoint::{buildkit_host, env_var, is_remote_tcp};
+use family::BUILT_IN;
+pub use family::Family;
+pub(crate) use family::ImageKind;
 
 /// Pod annotation stating the role of every entry of `containers`.
 pub const ROLE_ANNOTATION: &str = "earthly.dev/role";
@@ -18,11 +27,14 @@ pub const ROLE_ANNOTATION_PREFIX: &str = "earthly.dev/role.";
 /// What an Earthly container is, and so what it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
-    /// `earthly/earthly` running its own buildkitd: needs privileges and scratch space.
+    /// A runner image whose entrypoint starts its own buildkitd: needs privileges and scratch
+    /// space.
     AllInOne,
-    /// A buildkitd daemon (`earthly/buildkitd`, `earthly/satellite`): same needs.
+    /// A buildkitd daemon (`earthly/buildkitd`, `earthly/satellite`, `earthbuild/buildkitd`):
+    /// same needs.
     Buildkitd,
-    /// `earthly/earthly` talking to a remote buildkitd: needs nothing.
+    /// A runner image talking to a buildkitd elsewhere (another pod, or a sidecar): needs
+    /// nothing.
     Client,
 }
 
@@ -66,6 +78,25 @@ pub struct Found {
     pub index: usize,
     pub name: String,
     pub role: Role,
+    /// Whose image it is: decides the scratch path and the names messages use.
+    pub family: Family,
+}
+
+/// What detection found in a pod spec: the Earthly containers, and notes for the person
+/// applying it where a role had to be assumed or differs from what the spec seems to say.
+/// Derefs to the containers, for the rules that only need those.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Classified {
+    pub found: Vec<Found>,
+    pub notes: Vec<String>,
+}
+
+impl std::ops::Deref for Classified {
+    type Target = [Found];
+
+    fn deref(&self) -> &[Found] {
+        &self.found
+    }
 }
 
 /// A pod whose role annotations cannot be understood. The message names the annotation and the
@@ -100,84 +131,76 @@ fn parse_stated(key: &str, value: &str) -> Result<Stated, DetectError> {
     }
 }
 
-/// Which family an image belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ImageFamily {
-    /// `earthly/earthly` and configured runner images: all-in-one or client, by environment.
-    Earthly,
-    /// `earthly/buildkitd`, `earthly/satellite` and configured buildkitd images.
-    Buildkitd,
-}
-
 /// Classifies containers. Built once from the config; cheap to share.
 #[derive(Debug, Clone)]
 pub struct Detector {
-    earthly: GlobSet,
-    buildkitd: GlobSet,
+    /// The configured patterns, in the order they are tried: buildkitd before runner images,
+    /// Earthly before EarthBuild. Empty sets are left out.
+    patterns: Vec<(GlobSet, Family, ImageKind)>,
 }
-
-/// Repositories of the images upstream publishes, matched as whole trailing path segments so
-/// mirrors (`registry.example.com/mirror/earthly/buildkitd`) are recognised too.
-const EARTHLY_REPOSITORIES: &[&str] = &["earthly/earthly"];
-const BUILDKITD_REPOSITORIES: &[&str] = &["earthly/buildkitd", "earthly/satellite"];
 
 impl Detector {
     /// Compiles the configured patterns.
     pub fn new(config: &Detection) -> Result<Self, globset::Error> {
-        fn build(patterns: &[String]) -> Result<GlobSet, globset::Error> {
+        let mut patterns = Vec::new();
+        for (_, list, family, kind) in config.pattern_lists() {
+            if list.is_empty() {
+                continue;
+            }
             let mut b = GlobSetBuilder::new();
-            for p in patterns {
+            for p in list {
                 b.add(Glob::new(p)?);
             }
-            b.build()
+            patterns.push((b.build()?, family, kind));
         }
-        // oci-spec compiles its reference regex on first use (hundreds of ms in a debug
-        // build): pay that at start-up, not on the first pod the apiserver sends.
-        let _ = ImageRef::parse("earthly/earthly");
-        Ok(Self {
-            earthly: build(&config.earthly_images)?,
-            buildkitd: build(&config.buildkitd_images)?,
-        })
+        Ok(Self { patterns })
     }
 
-    fn family(&self, image: &str) -> Option<ImageFamily> {
+    fn image_kind(&self, image: &str) -> Option<(Family, ImageKind)> {
         // Unparseable images are not ours to judge: the apiserver and kubelet report them.
         let r = ImageRef::parse(image).ok()?;
-        if BUILDKITD_REPOSITORIES.iter().any(|p| r.repository_is(p)) {
-            return Some(ImageFamily::Buildkitd);
+        if let Some((_, family, kind)) = BUILT_IN.iter().find(|(repo, ..)| r.repository_is(repo)) {
+            return Some((*family, *kind));
         }
-        if EARTHLY_REPOSITORIES.iter().any(|p| r.repository_is(p)) {
-            return Some(ImageFamily::Earthly);
-        }
-        if self.buildkitd.is_empty() && self.earthly.is_empty() {
+        if self.patterns.is_empty() {
             return None;
         }
         let name = r.name();
-        if self.buildkitd.is_match(&name) {
-            Some(ImageFamily::Buildkitd)
-        } else if self.earthly.is_match(&name) {
-            Some(ImageFamily::Earthly)
-        } else {
-            None
-        }
+        self.patterns
+            .iter()
+            .find(|(set, ..)| set.is_match(&name))
+            .map(|(_, family, kind)| (*family, *kind))
     }
 
-    /// The role of one container judged by its image and environment alone.
+    /// The family of a container's image, if it is an Earthly image.
+    pub fn family(&self, container: &Container) -> Option<Family> {
+        self.image_kind(container.image.as_deref()?).map(|(f, _)| f)
+    }
+
+    /// The role of one container judged by its image, environment and command alone.
     pub fn container_role(&self, container: &Container) -> Option<Role> {
-        match self.family(container.image.as_deref()?)? {
-            ImageFamily::Buildkitd => Some(Role::Buildkitd),
-            ImageFamily::Earthly if uses_remote_buildkit(container) => Some(Role::Client),
-            ImageFamily::Earthly => Some(Role::AllInOne),
-        }
+        self.judge(container).map(|(role, _, _)| role)
+    }
+
+    fn judge(&self, container: &Container) -> Option<(Role, Family, Option<String>)> {
+        let (family, kind) = self.image_kind(container.image.as_deref()?)?;
+        Some(match kind {
+            ImageKind::Buildkitd => (Role::Buildkitd, family, None),
+            ImageKind::Runner => {
+                let (role, note) = entrypoint::runner_role(container, family);
+                (role, family, note)
+            }
+        })
     }
 
     /// Every Earthly container of a pod spec, in spec order (`initContainers` first, as the
-    /// kubelet starts them). `annotations` are the pod's (or pod template's).
+    /// kubelet starts them), with the notes detection has for the person applying it.
+    /// `annotations` are the pod's (or pod template's).
     pub fn classify(
         &self,
         annotations: Option<&BTreeMap<String, String>>,
         spec: &PodSpec,
-    ) -> Result<Vec<Found>, DetectError> {
+    ) -> Result<Classified, DetectError> {
         let empty = BTreeMap::new();
         let annotations = annotations.unwrap_or(&empty);
         let pod_wide = annotations
@@ -208,7 +231,7 @@ impl Detector {
                 });
             }
         }
-        let mut found = Vec::new();
+        let mut out = Classified::default();
         for (list, containers) in lists {
             for (index, c) in containers.iter().enumerate() {
                 let per_container = annotations
@@ -219,325 +242,69 @@ impl Detector {
                     ContainerList::Containers => pod_wide,
                     ContainerList::InitContainers => None,
                 });
-                let role = match stated {
-                    Some(Stated::Role(r)) => Some(r),
+                let judged = match stated {
+                    // An annotation settles the role; the image still says whose it is.
+                    Some(Stated::Role(r)) => Some((r, self.family(c).unwrap_or_default(), None)),
                     Some(Stated::None) => None,
-                    None => self.container_role(c),
+                    None => self.judge(c),
                 };
-                if let Some(role) = role {
-                    found.push(Found {
-                        list,
-                        index,
-                        name: c.name.clone(),
-                        role,
-                    });
-                }
+                let Some((role, family, note)) = judged else {
+                    continue;
+                };
+                out.notes.extend(note);
+                out.found.push(Found {
+                    list,
+                    index,
+                    name: c.name.clone(),
+                    role,
+                    family,
+                });
             }
         }
-        Ok(found)
+        out.notes
+            .extend(in_pod_clients_without_daemon(spec, &out.found));
+        Ok(out)
     }
 }
 
-/// The literal value of an env var, or `Some("")`-like presence for `valueFrom`.
-pub(crate) fn env_var<'a>(container: &'a Container, name: &str) -> Option<&'a EnvVar> {
-    // The last definition wins in Kubernetes, as in a shell.
-    container
-        .env
-        .as_deref()?
+/// Notes for clients whose `BUILDKIT_HOST` can only be served from inside the pod (loopback or
+/// `unix://`) when no buildkitd runs alongside them: none at all, or only one in a plain init
+/// container, which has finished before the client starts. A native sidecar (an init container
+/// with `restartPolicy: Always`) or a second container does run alongside.
+fn in_pod_clients_without_daemon(spec: &PodSpec, found: &[Found]) -> Vec<String> {
+    let init = spec.init_containers.as_deref().unwrap_or_default();
+    let alongside = found.iter().any(|f| {
+        f.role == Role::Buildkitd
+            && match f.list {
+                ContainerList::Containers => true,
+                ContainerList::InitContainers => init
+                    .get(f.index)
+                    .is_some_and(|c| c.restart_policy.as_deref() == Some("Always")),
+            }
+    });
+    if alongside {
+        return Vec::new();
+    }
+    found
         .iter()
-        .rev()
-        .find(|e| e.name == name)
-}
-
-/// Whether an env var is set to something truthy (`NO_BUILDKIT=1`, `true`, any non-empty value
-/// other than `0`/`false`), or set from a reference we cannot read.
-fn env_is_set(container: &Container, name: &str) -> bool {
-    env_var(container, name).is_some_and(|e| match (&e.value, &e.value_from) {
-        (_, Some(_)) => true,
-        (Some(v), None) => {
-            let v = v.trim();
-            !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")
-        }
-        (None, None) => false,
-    })
-}
-
-/// The buildkit address the earthly client is given, if any: `Some(None)` when it comes from a
-/// reference (ConfigMap, Secret) this webhook cannot read.
-pub(crate) fn buildkit_host(container: &Container) -> Option<Option<&str>> {
-    ["BUILDKIT_HOST", "EARTHLY_BUILDKIT_HOST"]
-        .iter()
-        .find_map(|n| env_var(container, n))
-        .map(|e| match (&e.value, &e.value_from) {
-            (_, Some(_)) => None,
-            (v, None) => Some(v.as_deref().unwrap_or("")),
+        .filter(|f| f.role == Role::Client && f.list == ContainerList::Containers)
+        .filter_map(|f| {
+            let c = spec.containers.get(f.index)?;
+            let Some(Some(addr)) = buildkit_host(c) else {
+                return None;
+            };
+            entrypoint::is_in_pod(addr).then(|| {
+                format!(
+                    "container {}: BUILDKIT_HOST {addr} points inside the pod, but no buildkitd runs alongside it; \
+                     run {} next to it (a second container, or an init container with restartPolicy: Always), \
+                     or point it at a buildkitd Service",
+                    f.name,
+                    f.family.buildkitd_image()
+                )
+            })
         })
-}
-
-/// Whether a `tcp://` address points away from the pod itself.
-pub(crate) fn is_remote_tcp(address: &str) -> bool {
-    let Some(rest) = address.trim().strip_prefix("tcp://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    !(host.is_empty()
-        || host.eq_ignore_ascii_case("localhost")
-        || host.starts_with("127.")
-        || host == "::1"
-        || host == "0.0.0.0")
-}
-
-/// An `earthly/earthly` container that does not start its own buildkitd.
-fn uses_remote_buildkit(container: &Container) -> bool {
-    if env_is_set(container, "NO_BUILDKIT") {
-        return true;
-    }
-    match buildkit_host(container) {
-        // Set from a ConfigMap or Secret: the author pointed it somewhere on purpose.
-        Some(None) => true,
-        Some(Some(addr)) => is_remote_tcp(addr),
-        None => false,
-    }
+        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Detection;
-
-    fn container(name: &str, image: &str, env: &[(&str, &str)]) -> Container {
-        Container {
-            name: name.to_owned(),
-            image: Some(image.to_owned()),
-            env: (!env.is_empty()).then(|| {
-                env.iter()
-                    .map(|(k, v)| EnvVar {
-                        name: (*k).to_owned(),
-                        value: Some((*v).to_owned()),
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn detector() -> Detector {
-        Detector::new(&Detection::default()).expect("default patterns")
-    }
-
-    fn role(c: Container) -> Option<Role> {
-        detector().container_role(&c)
-    }
-
-    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn earthly_image_without_remote_is_all_in_one() {
-        assert_eq!(
-            role(container("e", "earthly/earthly:v0.8.15", &[])),
-            Some(Role::AllInOne)
-        );
-    }
-
-    #[test]
-    fn buildkitd_image_is_buildkitd() {
-        assert_eq!(
-            role(container("b", "docker.io/earthly/buildkitd", &[])),
-            Some(Role::Buildkitd)
-        );
-    }
-
-    #[test]
-    fn satellite_image_is_buildkitd() {
-        assert_eq!(
-            role(container("s", "earthly/satellite:v0.8.0", &[])),
-            Some(Role::Buildkitd)
-        );
-    }
-
-    #[test]
-    fn mirrored_buildkitd_by_digest_is_buildkitd() {
-        let image = "registry.example.com:5000/mirror/earthly/buildkitd@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        assert_eq!(role(container("b", image, &[])), Some(Role::Buildkitd));
-    }
-
-    #[test]
-    fn remote_tcp_buildkit_host_makes_a_client() {
-        let c = container(
-            "e",
-            "earthly/earthly:v0.5.20",
-            &[(
-                "BUILDKIT_HOST",
-                "tcp://earthly-buildkitd.default.svc.cluster.local:8372",
-            )],
-        );
-        assert_eq!(role(c), Some(Role::Client));
-    }
-
-    #[test]
-    fn earthly_buildkit_host_also_makes_a_client() {
-        let c = container(
-            "e",
-            "earthly/earthly",
-            &[("EARTHLY_BUILDKIT_HOST", "tcp://10.0.0.7:8372")],
-        );
-        assert_eq!(role(c), Some(Role::Client));
-    }
-
-    #[test]
-    fn loopback_buildkit_host_is_still_all_in_one() {
-        let c = container(
-            "e",
-            "earthly/earthly",
-            &[("BUILDKIT_HOST", "tcp://127.0.0.1:8372")],
-        );
-        assert_eq!(role(c), Some(Role::AllInOne));
-    }
-
-    #[test]
-    fn no_buildkit_makes_a_client() {
-        let c = container("e", "earthly/earthly", &[("NO_BUILDKIT", "1")]);
-        assert_eq!(role(c), Some(Role::Client));
-    }
-
-    #[test]
-    fn no_buildkit_false_is_not_set() {
-        let c = container("e", "earthly/earthly", &[("NO_BUILDKIT", "false")]);
-        assert_eq!(role(c), Some(Role::AllInOne));
-    }
-
-    #[test]
-    fn unrelated_image_is_untouched() {
-        assert_eq!(role(container("n", "nginx:1.27", &[])), None);
-        assert_eq!(role(container("n", "notearthly/earthly", &[])), None);
-    }
-
-    #[test]
-    fn configured_pattern_recognises_custom_runner() {
-        let d = Detector::new(&Detection {
-            earthly_images: vec!["ghcr.io/acme/earthly-runner*".to_owned()],
-            buildkitd_images: vec!["*/buildkit/*".to_owned()],
-        })
-        .expect("patterns");
-        let runner = container("r", "ghcr.io/acme/earthly-runner-go:1.2", &[]);
-        let bk = container("b", "registry.example.com/buildkit/daemon:3", &[]);
-        assert_eq!(d.container_role(&runner), Some(Role::AllInOne));
-        assert_eq!(d.container_role(&bk), Some(Role::Buildkitd));
-    }
-
-    #[test]
-    fn annotation_states_role_for_all_containers() {
-        let spec = PodSpec {
-            containers: vec![container("runner", "ghcr.io/acme/ci:1", &[])],
-            ..Default::default()
-        };
-        let found = detector()
-            .classify(
-                Some(&annotations(&[("earthly.dev/role", "all-in-one")])),
-                &spec,
-            )
-            .expect("valid");
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].role, Role::AllInOne);
-    }
-
-    #[test]
-    fn annotation_none_denies_the_role() {
-        let spec = PodSpec {
-            containers: vec![container("e", "earthly/earthly", &[])],
-            ..Default::default()
-        };
-        let found = detector()
-            .classify(Some(&annotations(&[("earthly.dev/role", "none")])), &spec)
-            .expect("valid");
-        assert!(found.is_empty());
-    }
-
-    #[test]
-    fn per_container_annotation_wins_over_pod_wide() {
-        let spec = PodSpec {
-            containers: vec![
-                container("bk", "ghcr.io/acme/bk:1", &[]),
-                container("sidecar", "ghcr.io/acme/log:1", &[]),
-            ],
-            ..Default::default()
-        };
-        let found = detector()
-            .classify(
-                Some(&annotations(&[
-                    ("earthly.dev/role", "none"),
-                    ("earthly.dev/role.bk", "buildkitd"),
-                ])),
-                &spec,
-            )
-            .expect("valid");
-        assert_eq!(found.len(), 1);
-        assert_eq!(
-            (found[0].name.as_str(), found[0].role),
-            ("bk", Role::Buildkitd)
-        );
-    }
-
-    #[test]
-    fn bad_annotation_value_is_an_error_naming_it() {
-        let spec = PodSpec::default();
-        let err = detector()
-            .classify(
-                Some(&annotations(&[("earthly.dev/role", "privileged")])),
-                &spec,
-            )
-            .expect_err("bad role");
-        assert!(err.to_string().contains("earthly.dev/role"), "{err}");
-        assert!(
-            err.to_string()
-                .contains("all-in-one, buildkitd, client, none"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn annotation_for_missing_container_is_an_error() {
-        let spec = PodSpec {
-            containers: vec![container("a", "nginx", &[])],
-            ..Default::default()
-        };
-        let err = detector()
-            .classify(
-                Some(&annotations(&[("earthly.dev/role.b", "buildkitd")])),
-                &spec,
-            )
-            .expect_err("no container b");
-        assert!(matches!(err, DetectError::NoSuchContainer { .. }));
-    }
-
-    #[test]
-    fn init_containers_are_classified_too() {
-        let spec = PodSpec {
-            init_containers: Some(vec![container("warm", "earthly/earthly", &[])]),
-            containers: vec![container("app", "nginx", &[])],
-            ..Default::default()
-        };
-        let found = detector().classify(None, &spec).expect("valid");
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].list, ContainerList::InitContainers);
-    }
-
-    #[test]
-    fn remote_tcp_recognises_hosts() {
-        assert!(is_remote_tcp("tcp://buildkitd:8372"));
-        assert!(is_remote_tcp("tcp://[fd00::1]:8372"));
-        assert!(!is_remote_tcp("tcp://[::1]:8372"));
-        assert!(!is_remote_tcp("tcp://localhost:8372"));
-        assert!(!is_remote_tcp("unix:///run/buildkit.sock"));
-    }
-}
+mod tests;

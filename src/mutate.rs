@@ -9,8 +9,13 @@ use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::{Container, PodSpec, Toleration};
 use serde_json::{Value, json};
 
-use crate::config::{DEFAULT_SCRATCH_PATH, Mutation as MutationConfig};
+use crate::config::Mutation as MutationConfig;
 use crate::detect::{ContainerList, Found, env_var};
+
+mod cannot_run;
+mod scratch;
+
+pub use scratch::{has_mount_at, scratch_mount, scratch_path};
 
 /// Which rule produced a change (for metrics and tests).
 pub use crate::rule_id::RuleId as Rule;
@@ -29,6 +34,9 @@ pub struct Change {
 pub struct Mutation {
     pub patch: Patch,
     pub changes: Vec<Change>,
+    /// What the patch cannot fix and the user must (a setting that keeps an Earthly container
+    /// from running), each naming the field and the fix. Not patch operations.
+    pub warnings: Vec<String>,
 }
 
 impl Mutation {
@@ -36,51 +44,6 @@ impl Mutation {
     pub fn is_empty(&self) -> bool {
         self.patch.0.is_empty()
     }
-}
-
-/// The scratch path a container wants: its literal `EARTHLY_TMP_DIR` when that is an absolute
-/// path, else `/tmp/earthly`. The second value explains a fallback the user should know about.
-pub fn scratch_path(container: &Container) -> (String, Option<&'static str>) {
-    match env_var(container, "EARTHLY_TMP_DIR") {
-        None => (DEFAULT_SCRATCH_PATH.to_owned(), None),
-        Some(e) if e.value_from.is_some() => (
-            DEFAULT_SCRATCH_PATH.to_owned(),
-            Some("EARTHLY_TMP_DIR comes from a reference the webhook cannot read"),
-        ),
-        Some(e) => {
-            let v = e.value.as_deref().unwrap_or("").trim();
-            if v.starts_with('/') {
-                (normalise_path(v), None)
-            } else {
-                (
-                    DEFAULT_SCRATCH_PATH.to_owned(),
-                    Some("EARTHLY_TMP_DIR is not an absolute path"),
-                )
-            }
-        }
-    }
-}
-
-/// `/tmp/earthly/` and `/tmp//earthly` are the same mount point as `/tmp/earthly`.
-fn normalise_path(p: &str) -> String {
-    let parts: Vec<&str> = path_segments(p).collect();
-    format!("/{}", parts.join("/"))
-}
-
-/// The segments of a path that name a directory (empty ones and `.` name none).
-fn path_segments(p: &str) -> impl Iterator<Item = &str> {
-    p.split('/').filter(|s| !s.is_empty() && *s != ".")
-}
-
-/// Whether a container has something mounted exactly at `path`.
-pub fn has_mount_at(container: &Container, path: &str) -> bool {
-    container
-        .volume_mounts
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        // Compared segment by segment: no allocation per mount.
-        .any(|m| path_segments(&m.mount_path).eq(path_segments(path)))
 }
 
 /// Whether a container is already privileged.
@@ -156,6 +119,15 @@ pub fn mutate(
     if privileged.is_empty() {
         return out;
     }
+    // `spec` or `spec.template.spec`, as messages name fields.
+    let field = spec_path.trim_start_matches('/').replace('/', ".");
+    if cannot_run::is_windows(spec) {
+        out.warnings.push(cannot_run::windows(&field, &privileged));
+        return out;
+    }
+    let mut warnings: Vec<String> = cannot_run::host_users(spec, &field, &privileged)
+        .into_iter()
+        .collect();
     let mut ops = Vec::new();
     let mut record = |ops: &mut Vec<PatchOperation>, new: Vec<PatchOperation>, rule, message| {
         out.changes.push(Change {
@@ -188,6 +160,8 @@ pub fn mutate(
         let cpath = ptr(spec_path, &[f.list.field(), &index]);
         let cpath = cpath.as_str();
         let what = f.role.describe();
+        let cfield = format!("{field}.{}[{index}]", f.list.field());
+        warnings.extend(cannot_run::run_as_non_root(spec, &field, c, &cfield));
 
         // 1. privileged
         if !is_privileged(c) {
@@ -231,9 +205,11 @@ pub fn mutate(
             record(&mut ops, new, Rule::Privileged, message);
         }
 
-        // 2. scratch volume
-        let (path, fallback) = scratch_path(c);
-        if !has_mount_at(c, &path) {
+        // 2. scratch volume, unless a volume already holds the path
+        let (path, fallback) = scratch_path(c, f.family);
+        if let Some((i, mount)) = scratch_mount(c, &path) {
+            warnings.extend(cannot_run::read_only_scratch(c, &cfield, &path, i, mount));
+        } else {
             let base = &config.scratch_volume.name;
             let name = std::iter::once(base.clone())
                 .chain((1..).map(|n| format!("{base}-{n}")))
@@ -354,241 +330,9 @@ pub fn mutate(
     }
 
     out.patch = Patch(ops);
+    out.warnings = warnings;
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-    use crate::detect::Detector;
-    use k8s_openapi::api::core::v1::Pod;
-
-    fn config(yaml: &str) -> Config {
-        Config::from_yaml(yaml, "test").expect("valid config")
-    }
-
-    /// Mutates a pod given as JSON, applies the patch, and returns the new pod JSON and changes.
-    fn run(pod: Value, cfg: &Config) -> (Value, Mutation) {
-        let typed: Pod = serde_json::from_value(pod.clone()).expect("pod");
-        let spec = typed.spec.expect("spec");
-        let found = Detector::new(&cfg.detection)
-            .expect("detector")
-            .classify(typed.metadata.annotations.as_ref(), &spec)
-            .expect("classify");
-        let m = mutate(&spec, "/spec", &found, &cfg.mutation);
-        let mut doc = pod;
-        json_patch::patch(&mut doc, &m.patch).expect("patch applies");
-        serde_json::from_value::<Pod>(doc.clone()).expect("result is a Pod");
-        (doc, m)
-    }
-
-    fn again(doc: Value, cfg: &Config) -> Mutation {
-        run(doc, cfg).1
-    }
-
-    fn bare(image: &str) -> Value {
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
-               "spec": {"containers": [{"name": "c", "image": image}]}})
-    }
-
-    #[test]
-    fn bare_all_in_one_gets_privileged_and_scratch() {
-        let cfg = Config::default();
-        let (doc, m) = run(bare("earthly/earthly:v0.8.15"), &cfg);
-        let c = &doc["spec"]["containers"][0];
-        assert_eq!(c["securityContext"]["privileged"], json!(true));
-        assert_eq!(
-            c["volumeMounts"],
-            json!([{"name": "earthly-tmp", "mountPath": "/tmp/earthly"}])
-        );
-        assert_eq!(
-            doc["spec"]["volumes"],
-            json!([{"name": "earthly-tmp", "emptyDir": {}}])
-        );
-        assert_eq!(m.changes.len(), 2);
-        assert!(again(doc, &cfg).is_empty());
-    }
-
-    #[test]
-    fn unrelated_pod_gets_no_patch() {
-        let (_, m) = run(bare("nginx"), &Config::default());
-        assert!(m.is_empty());
-        assert!(m.changes.is_empty());
-    }
-
-    #[test]
-    fn explicit_unprivileged_is_flipped_and_said() {
-        let mut pod = bare("earthly/buildkitd");
-        pod["spec"]["containers"][0]["securityContext"] =
-            json!({"privileged": false, "allowPrivilegeEscalation": false, "runAsUser": 0});
-        let (doc, m) = run(pod, &Config::default());
-        let sc = &doc["spec"]["containers"][0]["securityContext"];
-        assert_eq!(sc["privileged"], json!(true));
-        assert_eq!(sc["allowPrivilegeEscalation"], json!(true));
-        assert_eq!(sc["runAsUser"], json!(0));
-        assert!(
-            m.changes[0]
-                .message
-                .starts_with("changed privileged: false to true on container c")
-        );
-    }
-
-    #[test]
-    fn earthly_tmp_dir_moves_the_mount() {
-        let mut pod = bare("earthly/earthly");
-        pod["spec"]["containers"][0]["env"] =
-            json!([{"name": "EARTHLY_TMP_DIR", "value": "/scratch/"}]);
-        let (doc, _) = run(pod, &Config::default());
-        assert_eq!(
-            doc["spec"]["containers"][0]["volumeMounts"][0]["mountPath"],
-            json!("/scratch")
-        );
-    }
-
-    #[test]
-    fn existing_mount_at_scratch_path_is_kept() {
-        let mut pod = bare("earthly/buildkitd");
-        pod["spec"]["containers"][0]["volumeMounts"] =
-            json!([{"name": "mine", "mountPath": "/tmp/earthly/"}]);
-        pod["spec"]["volumes"] = json!([{"name": "mine", "emptyDir": {}}]);
-        let (doc, m) = run(pod, &Config::default());
-        assert_eq!(doc["spec"]["volumes"].as_array().map(Vec::len), Some(1));
-        assert!(m.changes.iter().all(|c| c.rule != Rule::ScratchVolume));
-    }
-
-    #[test]
-    fn volume_name_collision_gets_a_suffix() {
-        let mut pod = bare("earthly/earthly");
-        pod["spec"]["volumes"] = json!([{"name": "earthly-tmp", "configMap": {"name": "x"}}]);
-        let (doc, _) = run(pod, &Config::default());
-        assert_eq!(doc["spec"]["volumes"][1]["name"], json!("earthly-tmp-1"));
-        assert_eq!(
-            doc["spec"]["containers"][0]["volumeMounts"][0]["name"],
-            json!("earthly-tmp-1")
-        );
-    }
-
-    #[test]
-    fn two_earthly_containers_get_separate_volumes() {
-        let mut pod = bare("earthly/buildkitd");
-        pod["spec"]["initContainers"] = json!([{"name": "warm", "image": "earthly/earthly"}]);
-        let (doc, m) = run(pod, &Config::default());
-        assert_eq!(doc["spec"]["volumes"][0]["name"], json!("earthly-tmp"));
-        assert_eq!(doc["spec"]["volumes"][1]["name"], json!("earthly-tmp-1"));
-        assert_eq!(
-            doc["spec"]["initContainers"][0]["securityContext"]["privileged"],
-            json!(true)
-        );
-        assert!(again(doc, &Config::default()).is_empty(), "{:?}", m.changes);
-    }
-
-    #[test]
-    fn configured_volume_source_is_used() {
-        let cfg = config(
-            "mutation: {scratchVolume: {source: {emptyDir: {sizeLimit: 50Gi, medium: Memory}}}}",
-        );
-        let (doc, _) = run(bare("earthly/earthly"), &cfg);
-        assert_eq!(
-            doc["spec"]["volumes"][0],
-            json!({"name": "earthly-tmp", "emptyDir": {"sizeLimit": "50Gi", "medium": "Memory"}})
-        );
-    }
-
-    #[test]
-    fn cni_mtu_is_added_once() {
-        let cfg = config("mutation: {cniMtu: 1450}");
-        let (doc, m) = run(bare("earthly/earthly"), &cfg);
-        assert_eq!(
-            doc["spec"]["containers"][0]["env"],
-            json!([{"name": "CNI_MTU", "value": "1450"}])
-        );
-        assert!(
-            m.changes
-                .iter()
-                .any(|c| c.message == "set CNI_MTU=1450 on container c")
-        );
-        assert!(again(doc, &cfg).is_empty());
-    }
-
-    #[test]
-    fn container_cni_mtu_is_not_overridden() {
-        let cfg = config("mutation: {cniMtu: 1450}");
-        let mut pod = bare("earthly/earthly");
-        pod["spec"]["containers"][0]["env"] = json!([{"name": "CNI_MTU", "value": "1400"}]);
-        let (doc, _) = run(pod, &cfg);
-        assert_eq!(
-            doc["spec"]["containers"][0]["env"],
-            json!([{"name": "CNI_MTU", "value": "1400"}])
-        );
-    }
-
-    #[test]
-    fn tolerations_are_added_unless_equal_exists() {
-        let cfg = config(
-            "mutation: {tolerations: [{key: earthly.dev/privileged, operator: Exists, effect: NoSchedule}, {key: b, value: x}]}",
-        );
-        let mut pod = bare("earthly/earthly");
-        pod["spec"]["tolerations"] = json!([{"key": "b", "operator": "Equal", "value": "x"}]);
-        let (doc, m) = run(pod, &cfg);
-        assert_eq!(doc["spec"]["tolerations"].as_array().map(Vec::len), Some(2));
-        assert_eq!(
-            m.changes
-                .iter()
-                .filter(|c| c.rule == Rule::Toleration)
-                .count(),
-            1
-        );
-        assert!(again(doc, &cfg).is_empty());
-    }
-
-    #[test]
-    fn node_selector_keys_are_escaped_and_never_overridden() {
-        let cfg = config("mutation: {nodeSelector: {earthly.dev/pool: privileged, zone: a}}");
-        let mut pod = bare("earthly/earthly");
-        pod["spec"]["nodeSelector"] = json!({"zone": "b"});
-        let (doc, m) = run(pod, &cfg);
-        assert_eq!(
-            doc["spec"]["nodeSelector"],
-            json!({"zone": "b", "earthly.dev/pool": "privileged"})
-        );
-        let ops = serde_json::to_string(&m.patch).expect("json");
-        assert!(
-            ops.contains("/spec/nodeSelector/earthly.dev~1pool"),
-            "{ops}"
-        );
-    }
-
-    #[test]
-    fn node_affinity_only_when_pod_has_none() {
-        let cfg = config(
-            "mutation: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: pool, operator: In, values: [priv]}]}]}}}",
-        );
-        let (doc, _) = run(bare("earthly/earthly"), &cfg);
-        assert!(doc["spec"]["affinity"]["nodeAffinity"].is_object());
-        let mut pod = bare("earthly/earthly");
-        pod["spec"]["affinity"] =
-            json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}});
-        let (_, m) = run(pod, &cfg);
-        assert!(m.changes.iter().all(|c| c.rule != Rule::NodeAffinity));
-    }
-
-    #[test]
-    fn remote_client_gets_nothing_even_with_placement_configured() {
-        let cfg = config("mutation: {cniMtu: 1450, nodeSelector: {pool: priv}}");
-        let mut pod = bare("earthly/earthly");
-        pod["spec"]["containers"][0]["env"] =
-            json!([{"name": "BUILDKIT_HOST", "value": "tcp://bk:8372"}]);
-        let (_, m) = run(pod, &cfg);
-        assert!(m.is_empty());
-    }
-
-    #[test]
-    fn null_arrays_are_created() {
-        let mut pod = bare("earthly/earthly");
-        pod["spec"]["volumes"] = Value::Null;
-        pod["spec"]["containers"][0]["volumeMounts"] = Value::Null;
-        let (doc, _) = run(pod, &Config::default());
-        assert_eq!(doc["spec"]["volumes"].as_array().map(Vec::len), Some(1));
-    }
-}
+mod tests;

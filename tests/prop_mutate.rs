@@ -17,6 +17,8 @@ const IMAGES: &[&str] = &[
     "earthly/buildkitd:v0.8.15",
     "registry.example.com:5000/mirror/earthly/buildkitd@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     "earthly/satellite:v0.8.0",
+    "earthbuild/earthbuild:v0.8.16",
+    "ghcr.io/earthbuild/buildkitd:main",
     "nginx:1.27",
     "busybox",
     "notearthly/buildkitd",
@@ -28,17 +30,27 @@ const ENV: &[(&str, &str)] = &[
     ("EARTHLY_TMP_DIR", "relative/dir"),
     ("BUILDKIT_HOST", "tcp://earthly-buildkitd:8372"),
     ("BUILDKIT_HOST", "tcp://127.0.0.1:8372"),
+    ("EARTHLY_TMP_DIR", "/scratch/earthly"),
+    ("EARTH_TMP_DIR", "/scratch/earthbuild"),
+    ("BUILDKIT_HOST", "unix:///run/buildkit/buildkitd.sock"),
+    ("EARTHLY_BUILDKIT_HOST", "tcp://earthly-buildkitd:8372"),
     ("NO_BUILDKIT", "1"),
+    ("NO_BUILDKIT", "false"),
+    ("NO_BUILDKIT", ""),
     ("CNI_MTU", "1400"),
     ("NO_DOCKER", "1"),
 ];
 
-/// Mount paths and the volume each uses; mounts always name a volume the pod has.
-const MOUNTS: &[(&str, &str)] = &[
-    ("/tmp/earthly", "mine"),
-    ("/workspace", "workspace"),
-    ("/scratch", "scratch"),
-    ("/tmp/earthly", "earthly-tmp"),
+/// Mount paths, the volume each uses and whether it is read-only; mounts always name a volume
+/// the pod has.
+const MOUNTS: &[(&str, &str, bool)] = &[
+    ("/tmp/earthly", "mine", false),
+    ("/workspace", "workspace", false),
+    ("/scratch", "scratch", false),
+    ("/tmp/earthly", "earthly-tmp", false),
+    ("/tmp", "tmp", false),
+    ("/scratch", "cache", true),
+    ("/tmp/earthbuild", "mine", false),
 ];
 
 fn security_context() -> impl Strategy<Value = Option<Value>> {
@@ -51,46 +63,74 @@ fn security_context() -> impl Strategy<Value = Option<Value>> {
             json!({"privileged": false, "allowPrivilegeEscalation": false, "runAsUser": 0})
         )),
         Just(Some(json!({"capabilities": {"drop": ["ALL"]}}))),
+        Just(Some(json!({"runAsNonRoot": true}))),
+        Just(Some(json!({"runAsNonRoot": false}))),
     ]
 }
 
-fn container(name: String) -> impl Strategy<Value = Value> {
+/// A `command` that replaces the image's entrypoint, or runs it.
+const COMMANDS: &[&[&str]] = &[&["sleep", "1h"], &["/usr/bin/earthly-entrypoint.sh"]];
+
+/// `envFrom` sources: one that may define any variable, one whose prefix rules them out.
+fn env_from() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!([{"configMapRef": {"name": "ci-env"}}])),
+        Just(json!([{"prefix": "APP_", "secretRef": {"name": "app"}}])),
+    ]
+}
+
+fn container(name: String, init: bool) -> impl Strategy<Value = Value> {
     (
         prop::sample::select(IMAGES),
         prop::option::of(prop::sample::subsequence(ENV, 0..=3)),
         security_context(),
         prop::option::of(prop::sample::subsequence(MOUNTS, 0..=2)),
+        prop::option::of(prop::sample::select(COMMANDS)),
+        prop::option::of(env_from()),
+        // Only init containers take a restartPolicy (Always: a native sidecar).
+        prop::bool::weighted(if init { 0.5 } else { 0.0 }),
     )
-        .prop_map(move |(image, env, sc, mounts)| {
-            let mut c = Map::new();
-            c.insert("name".into(), json!(name));
-            c.insert("image".into(), json!(image));
-            if let Some(env) = env {
-                let env: Vec<Value> = env
-                    .iter()
-                    .map(|(k, v)| json!({"name": k, "value": v}))
-                    .collect();
-                c.insert("env".into(), Value::Array(env));
-            }
-            if let Some(sc) = sc {
-                c.insert("securityContext".into(), sc);
-            }
-            if let Some(mounts) = mounts {
-                // Two mounts at one path are invalid in Kubernetes: keep the first.
-                let mut seen = Vec::new();
-                let mounts: Vec<Value> = mounts
-                    .iter()
-                    .filter(|(p, _)| {
-                        let new = !seen.contains(p);
-                        seen.push(*p);
-                        new
-                    })
-                    .map(|(p, v)| json!({"name": v, "mountPath": p}))
-                    .collect();
-                c.insert("volumeMounts".into(), Value::Array(mounts));
-            }
-            Value::Object(c)
-        })
+        .prop_map(
+            move |(image, env, sc, mounts, command, env_from, sidecar)| {
+                let mut c = Map::new();
+                c.insert("name".into(), json!(name));
+                c.insert("image".into(), json!(image));
+                if let Some(env) = env {
+                    let env: Vec<Value> = env
+                        .iter()
+                        .map(|(k, v)| json!({"name": k, "value": v}))
+                        .collect();
+                    c.insert("env".into(), Value::Array(env));
+                }
+                if let Some(sc) = sc {
+                    c.insert("securityContext".into(), sc);
+                }
+                if let Some(command) = command {
+                    c.insert("command".into(), json!(command));
+                }
+                if let Some(env_from) = env_from {
+                    c.insert("envFrom".into(), env_from);
+                }
+                if sidecar {
+                    c.insert("restartPolicy".into(), json!("Always"));
+                }
+                if let Some(mounts) = mounts {
+                    // Two mounts at one path are invalid in Kubernetes: keep the first.
+                    let mut seen = Vec::new();
+                    let mounts: Vec<Value> = mounts
+                        .iter()
+                        .filter(|(p, ..)| {
+                            let new = !seen.contains(p);
+                            seen.push(*p);
+                            new
+                        })
+                        .map(|(p, v, ro)| json!({"name": v, "mountPath": p, "readOnly": ro}))
+                        .collect();
+                    c.insert("volumeMounts".into(), Value::Array(mounts));
+                }
+                Value::Object(c)
+            },
+        )
 }
 
 fn containers(
@@ -99,7 +139,7 @@ fn containers(
 ) -> impl Strategy<Value = Vec<Value>> {
     range.prop_flat_map(move |n| {
         (0..n)
-            .map(|i| container(format!("{prefix}{i}")))
+            .map(|i| container(format!("{prefix}{i}"), prefix == "init"))
             .collect::<Vec<_>>()
     })
 }
@@ -125,6 +165,9 @@ prop_compose! {
         node_selector in prop::option::of(prop::sample::select(vec![json!({}), json!({"earthly.dev/pool": "other"}), json!({"zone": "a"})])),
         affinity in prop::option::of(prop::sample::select(vec![json!({}), json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}), json!({"podAntiAffinity": {}})])),
         role in prop::option::of(prop::sample::select(vec!["none", "all-in-one", "buildkitd", "client"])),
+        pod_security in prop::option::of(prop::sample::select(vec![json!({}), json!({"runAsNonRoot": true}), json!({"runAsUser": 0})])),
+        host_users in prop::option::of(any::<bool>()),
+        os in prop::option::of(prop::sample::select(vec!["linux", "windows"])),
     ) -> Value {
         let mut spec = Map::new();
         // Volumes: every one a mount names, plus extras (named like ours).
@@ -158,6 +201,15 @@ prop_compose! {
         }
         if let Some(a) = affinity {
             spec.insert("affinity".into(), a);
+        }
+        if let Some(sc) = pod_security {
+            spec.insert("securityContext".into(), sc);
+        }
+        if let Some(h) = host_users {
+            spec.insert("hostUsers".into(), json!(h));
+        }
+        if let Some(os) = os {
+            spec.insert("os".into(), json!({"name": os}));
         }
         let mut metadata = json!({"name": "p", "namespace": "ci"});
         if let Some(role) = role {
@@ -193,6 +245,7 @@ fn classify(pod: &Pod, detector: &Detector) -> Vec<Found> {
             pod.spec.as_ref().expect("spec"),
         )
         .expect("valid annotations")
+        .found
 }
 
 fn container_at<'a>(pod: &'a Pod, f: &Found) -> &'a Container {
@@ -291,24 +344,32 @@ fn check(pod_json: Value, config: &Config) -> Result<(), TestCaseError> {
     let after: Pod = serde_json::from_value(patched.clone())
         .map_err(|e| TestCaseError::fail(format!("result is not a Pod: {e}")))?;
 
-    // Every container that needs it ends privileged with a scratch mount on an existing volume.
+    let privileged: Vec<&Found> = found.iter().filter(|f| f.role.needs_privileges()).collect();
+    let windows = spec.os.as_ref().is_some_and(|os| os.name == "windows");
+    if windows {
+        // The apiserver refuses privileged on a Windows pod: nothing is patched, and the user
+        // is told why.
+        prop_assert!(m.is_empty(), "a windows pod was patched: {:?}", m.patch);
+        prop_assert_eq!(m.warnings.len(), usize::from(!privileged.is_empty()));
+    }
+    if !privileged.is_empty() && !windows && spec.host_users == Some(false) {
+        prop_assert!(m.warnings.iter().any(|w| w.contains("hostUsers is false")));
+    }
+
+    // Every container that needs it ends privileged, with its scratch path on a volume the pod
+    // has (the one added, or one the user mounted at or above it).
     let volumes: Vec<String> = after
         .spec
         .as_ref()
         .and_then(|s| s.volumes.as_ref())
         .map(|v| v.iter().map(|v| v.name.clone()).collect())
         .unwrap_or_default();
-    for f in found.iter().filter(|f| f.role.needs_privileges()) {
-        let (path, _) = scratch_path(container_at(&pod, f));
+    for f in privileged.iter().filter(|_| !windows) {
+        let before = container_at(&pod, f);
+        let (path, _) = scratch_path(before, f.family);
         let c = container_at(&after, f);
         prop_assert!(mutate::is_privileged(c), "{} not privileged", c.name);
-        let mount = c
-            .volume_mounts
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .find(|mnt| mnt.mount_path.trim_end_matches('/') == path)
-            .cloned();
+        let mount = mutate::scratch_mount(c, &path).map(|(_, m)| m.clone());
         prop_assert!(mount.is_some(), "{} has no mount at {path}", c.name);
         let mount = mount.expect("checked");
         prop_assert!(
@@ -316,6 +377,33 @@ fn check(pod_json: Value, config: &Config) -> Result<(), TestCaseError> {
             "mount {} names no volume",
             mount.name
         );
+        if mount.read_only == Some(true) {
+            prop_assert!(
+                m.warnings
+                    .iter()
+                    .any(|w| w.contains(&format!("container {} cannot write", c.name))),
+                "read-only scratch of {} not warned about",
+                c.name
+            );
+        }
+        let non_root = |sc: Option<bool>| sc == Some(true);
+        let own = before
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_non_root);
+        let pod_wide = spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_non_root);
+        if non_root(own) || (own.is_none() && non_root(pod_wide)) {
+            prop_assert!(
+                m.warnings
+                    .iter()
+                    .any(|w| w.starts_with(&format!("container {} cannot run", c.name))),
+                "runAsNonRoot on {} not warned about",
+                c.name
+            );
+        }
         if c.security_context
             .as_ref()
             .and_then(|s| s.allow_privilege_escalation)

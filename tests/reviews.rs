@@ -440,7 +440,7 @@ async fn job_and_cronjob_templates_are_judged_and_named() {
     let w = warnings(&answer);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].starts_with("CronJob ci/nightly: container ")
+        w[0].starts_with("CronJob earthly-ci/nightly: container ")
             && w[0].contains("(spec.jobTemplate.spec.template.spec.containers[0].env)"),
         "{w:?}"
     );

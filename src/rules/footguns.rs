@@ -58,7 +58,7 @@ fn check_with(
                     f.role.describe()
                 ));
             }
-            let (path, _) = scratch_path(c);
+            let (path, _) = scratch_path(c, f.family);
             if !has_mount_at(c, &path) {
                 out.warnings.push(format!(
                     "{object}: container {name} has no scratch volume at {path} ({at}.volumeMounts); \

@@ -96,6 +96,14 @@ pub(crate) async fn judge(
     }
 }
 
+/// Detection's notes on a template (a role it had to assume), named for the workload.
+pub(crate) fn template_notes<'a>(
+    subject: &'a str,
+    notes: impl Iterator<Item = &'a String> + 'a,
+) -> impl Iterator<Item = String> + 'a {
+    notes.map(move |note| format!("{subject}: pod template: {note}"))
+}
+
 /// Judges the instances of a pod template: `demand` says, from what detection found in it,
 /// whether they are more than one buildkitd. With `footguns_at` (the template's spec path in the
 /// object under review) the template's footguns are warned about too.
@@ -119,6 +127,11 @@ pub(crate) async fn judge_template(
     let mut findings = footguns_at.map_or_else(Findings::default, |at| {
         footguns::check_template(lookups.subject(), at, spec, &found)
     });
+    if footguns_at.is_some() {
+        findings
+            .warnings
+            .extend(template_notes(lookups.subject(), found.notes.iter()));
+    }
     if let Some(demand) = demand(&found) {
         let labels = meta.and_then(|m| m.labels.as_ref());
         findings.extend(judge(cx, lookups, &demand, namespace, labels).await?);

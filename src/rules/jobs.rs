@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation;
 use serde::Deserialize;
 
+use super::instances::template_notes;
 use super::{
     Context, Findings, Input, Judgement, Rule, Stop, footguns, object_ref, role_annotation,
 };
@@ -134,7 +135,12 @@ fn judge<O>(
         .as_ref()
         .and_then(|m| m.annotations.as_ref());
     match cx.policy.detector().classify(annotations, spec) {
-        Ok(found) => footguns::check_template(subject, at, spec, &found),
+        Ok(found) => {
+            let mut findings = footguns::check_template(subject, at, spec, &found);
+            let notes = template_notes(subject, found.notes.iter());
+            findings.warnings.extend(notes);
+            findings
+        }
         Err(e) => role_annotation(subject, e),
     }
 }

@@ -12,7 +12,7 @@ use super::pod_spec::RuleSpec;
 use super::{
     Context, Input, Judgement, Rule, bare_pod, footguns, object_ref, pod_security, role_annotation,
 };
-use crate::detect::Found;
+use crate::detect::Classified;
 use crate::mutate;
 
 /// Pod CREATEs at `/mutate`.
@@ -83,7 +83,7 @@ impl Object {
         &self,
         cx: &Context<'_>,
         namespace: Option<&str>,
-    ) -> Result<(String, &PodSpec, Vec<Found>), Stop> {
+    ) -> Result<(String, &PodSpec, Classified), Stop> {
         let name = object_ref("Pod", namespace, &self.metadata);
         let Some(spec) = self.spec.as_deref() else {
             return Err(Stop::Unreadable(format!(
@@ -107,11 +107,14 @@ impl Rule for Mutate {
         let (name, spec, found) = input.object()?.classify(cx, namespace)?;
         // Every container that needs privileges ends up privileged, whether the pod asked for it
         // or the patch adds it: either way Pod Security Admission would refuse the pod.
-        let findings = pod_security::judge(cx, namespace, &name, &found).await;
-        let m = mutate::mutate(spec, "/spec", &found, &cx.policy.config().mutation);
+        let mut findings = pod_security::judge(cx, namespace, &name, &found).await;
+        let mut m = mutate::mutate(spec, "/spec", &found, &cx.policy.config().mutation);
+        // Where a role was assumed, and what the patch cannot fix: the person applying must know.
+        findings.warnings.extend(found.notes);
+        findings.warnings.append(&mut m.warnings);
         Ok(Judgement {
             findings,
-            mutation: (!m.is_empty()).then_some(m),
+            mutation: (!m.patch.0.is_empty()).then_some(m),
         })
     }
 }

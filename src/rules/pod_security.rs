@@ -107,6 +107,7 @@ mod tests {
             index: 0,
             name: name.to_owned(),
             role,
+            family: crate::detect::Family::Earthly,
         }
     }
 

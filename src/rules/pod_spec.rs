@@ -1,4 +1,4 @@
-//! A pod spec as the rules read it. Detection, mutation and validation look at eleven fields of
+//! A pod spec as the rules read it. Detection, mutation and validation look at eighteen fields of
 //! a pod spec; k8s-openapi's `PodSpec` decodes all of them, and every probe, resource list and
 //! volume source inside, into kilobytes of structs no rule reads. Decoding was most of a
 //! review's CPU (docs/benchmarks.md): a projected service-account volume alone cost more than
@@ -18,7 +18,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, EnvVar, PodSpec, SecurityContext, Toleration, Volume, VolumeMount,
+    Affinity, Container, EnvFromSource, EnvVar, PodOS, PodSecurityContext, PodSpec,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use serde::Deserialize;
 
@@ -33,6 +34,11 @@ pub struct RuleSpec {
     tolerations: Option<Vec<Toleration>>,
     node_selector: Option<BTreeMap<String, String>>,
     affinity: Option<Affinity>,
+    // Settings that keep a privileged Earthly container from running (`runAsNonRoot`,
+    // `hostUsers: false`, a Windows pod).
+    security_context: Option<PodSecurityContext>,
+    host_users: Option<bool>,
+    os: Option<PodOS>,
 }
 
 /// The fields of a container the rules read.
@@ -44,6 +50,12 @@ struct RuleContainer {
     env: Option<Vec<EnvVar>>,
     security_context: Option<SecurityContext>,
     volume_mounts: Option<Vec<VolumeMount>>,
+    // Detection: a `command` may replace the image's entrypoint, `envFrom` may set the
+    // variables it tests, and `restartPolicy: Always` makes an init container a sidecar.
+    command: Option<Vec<String>>,
+    args: Option<Vec<String>>,
+    env_from: Option<Vec<EnvFromSource>>,
+    restart_policy: Option<String>,
 }
 
 /// Of a volume, the rules read only its name (to pick one for the scratch volume that is not
@@ -61,6 +73,10 @@ impl From<RuleContainer> for Container {
             env: c.env,
             security_context: c.security_context,
             volume_mounts: c.volume_mounts,
+            command: c.command,
+            args: c.args,
+            env_from: c.env_from,
+            restart_policy: c.restart_policy,
             ..Container::default()
         }
     }
@@ -83,6 +99,9 @@ impl From<RuleSpec> for PodSpec {
             tolerations: s.tolerations,
             node_selector: s.node_selector,
             affinity: s.affinity,
+            security_context: s.security_context,
+            host_users: s.host_users,
+            os: s.os,
             ..PodSpec::default()
         }
     }
@@ -105,11 +124,13 @@ mod tests {
                         {"name": "FROM_REF", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
                 "securityContext": {"privileged": false, "allowPrivilegeEscalation": false},
                 "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                "command": ["earthly"], "args": ["+build"],
+                "envFrom": [{"prefix": "CI_", "configMapRef": {"name": "ci"}}],
                 "resources": {"limits": {"cpu": "2"}},
                 "livenessProbe": {"exec": {"command": ["true"]}},
                 "ports": [{"containerPort": 8372}]
             }],
-            "initContainers": [{"name": "init", "image": "earthly/buildkitd:v0.8.15"}],
+            "initContainers": [{"name": "init", "image": "earthly/buildkitd:v0.8.15", "restartPolicy": "Always"}],
             "volumes": [
                 {"name": "data", "persistentVolumeClaim": {"claimName": "c"}},
                 {"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
@@ -120,7 +141,9 @@ mod tests {
                 "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["earthly"]}]}]}}},
             "serviceAccountName": "ci",
             "restartPolicy": "Never",
-            "securityContext": {"runAsUser": 0}
+            "securityContext": {"runAsUser": 0, "runAsNonRoot": true},
+            "hostUsers": false,
+            "os": {"name": "linux"}
         })
     }
 
@@ -144,7 +167,19 @@ mod tests {
             assert_eq!(s.env, f.env);
             assert_eq!(s.security_context, f.security_context);
             assert_eq!(s.volume_mounts, f.volume_mounts);
+            assert_eq!(s.command, f.command);
+            assert_eq!(s.args, f.args);
+            assert_eq!(s.env_from, f.env_from);
         }
+        assert_eq!(
+            slim.init_containers
+                .as_ref()
+                .map(|c| c[0].restart_policy.clone()),
+            Some(Some("Always".to_owned()))
+        );
+        assert_eq!(slim.security_context, full.security_context);
+        assert_eq!(slim.host_users, Some(false));
+        assert_eq!(slim.os, full.os);
         let names = |s: &PodSpec| -> Vec<String> {
             s.volumes.iter().flatten().map(|v| v.name.clone()).collect()
         };
@@ -163,6 +198,13 @@ mod tests {
                 .expect("json")
         };
         assert_eq!(patch(&slim), patch(&full));
+        let warnings =
+            |s: &PodSpec| crate::mutate::mutate(s, "/spec", &found, &config.mutation).warnings;
+        assert!(
+            !warnings(&full).is_empty(),
+            "runAsNonRoot and hostUsers warn"
+        );
+        assert_eq!(warnings(&slim), warnings(&full));
         let findings = |s: &PodSpec| crate::rules::footguns::check("Pod ci/p", "spec", s, &found);
         assert_eq!(findings(&slim), findings(&full));
     }

@@ -18,7 +18,8 @@ pub fn workload(kind: WorkloadKind, replicas: Option<i32>, image: &str) -> (Work
     let found = Detector::new(&Detection::default())
         .expect("detector")
         .classify(None, template.spec.as_ref().expect("spec"))
-        .expect("classify");
+        .expect("classify")
+        .found;
     let w = Workload {
         kind,
         namespace: "ci".to_owned(),

@@ -176,15 +176,17 @@ cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "e
 {{- end }}
 
 {{/*
-Substrings for the CEL image test of the pod matchCondition: the built-in Earthly images plus,
+Substrings for the CEL image test of the pod matchCondition: the built-in Earthly and EarthBuild
+images plus,
 for each config.detection pattern, its longest literal run (outside `*`, `?`, `[...]`, `{...}`).
 Every image matching the glob contains that run, so the filter never drops an Earthly pod. The
 Docker Hub prefixes the server adds when it normalises a name are cut first, since pod specs
 usually omit them. Returns a JSON list.
 */}}
 {{- define "earthly-webhook.imageNeedles" -}}
-{{- $needles := list "earthly/earthly" "earthly/buildkitd" "earthly/satellite" }}
-{{- $patterns := concat .Values.config.detection.earthlyImages .Values.config.detection.buildkitdImages }}
+{{- $needles := list "earthly/earthly" "earthly/buildkitd" "earthly/satellite" "earthbuild/earthbuild" "earthbuild/buildkitd" }}
+{{- $d := .Values.config.detection }}
+{{- $patterns := concat $d.earthlyImages $d.buildkitdImages ($d.earthbuildImages | default list) ($d.earthbuildBuildkitdImages | default list) }}
 {{- range $patterns }}
 {{- $p := regexReplaceAll "^(index\\.)?docker\\.io/" . "" }}
 {{- $p = regexReplaceAll "^library/" $p "" }}
