@@ -6,13 +6,13 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation;
 
-use super::buildkitd::{is_live_buildkitd, pod_ref, runs_buildkitd};
+use super::buildkitd::{daemon, is_live_buildkitd, pod_ref, runs_buildkitd};
 use super::instances::Demand;
 use super::lookups::{Lookups, Stop, nothing};
 use super::sticky::{self, service_ref};
 use super::{Context, Findings, RuleId};
 use crate::config::Instances;
-use crate::detect::Found;
+use crate::detect::{Family, Found};
 
 /// A bare buildkitd pod being created (or relabelled) at `/validate`. `subject` names it, `meta`
 /// is its metadata (`old_labels` the labels before an UPDATE) and `found` is what detection
@@ -59,6 +59,7 @@ pub(crate) async fn judge(
         });
     }
     Ok(check(
+        daemon(found),
         subject,
         &neighbours,
         b.instances,
@@ -95,6 +96,7 @@ pub struct Neighbours<'a> {
 
 /// The rule. `subject` names the new pod.
 pub fn check(
+    daemon: Family,
     subject: &str,
     neighbours: &[Neighbours<'_>],
     instances: Instances,
@@ -119,6 +121,7 @@ pub fn check(
                         service_ref(n.service)
                     ),
                     fix,
+                    daemon,
                 }
                 .single(),
             ),
@@ -127,6 +130,7 @@ pub fn check(
                     rule: RuleId::BuildkitdSecondPod,
                     found: format!("{subject} would be a second buildkitd next to {next_to}"),
                     fix,
+                    daemon,
                 }
                 .sticky([n.service], min_timeout_seconds),
             ),
@@ -176,7 +180,7 @@ mod tests {
             service: &s,
             others: vec!["Pod ci/bk-1".to_owned()],
         }];
-        let f = check("Pod ci/bk-2", &n, Instances::Single, 600);
+        let f = check(Family::Earthly, "Pod ci/bk-2", &n, Instances::Single, 600);
         assert_eq!(f.violations.len(), 1);
         assert_eq!(f.violations[0].rule, RuleId::BuildkitdSecondPod);
         assert_eq!(
@@ -196,7 +200,7 @@ mod tests {
             others: vec![],
         }];
         assert_eq!(
-            check("Pod ci/bk-1", &n, Instances::Single, 600),
+            check(Family::Earthly, "Pod ci/bk-1", &n, Instances::Single, 600),
             Findings::default()
         );
     }
@@ -208,7 +212,7 @@ mod tests {
             service: &s,
             others: vec!["Pod ci/a".to_owned(), "Pod ci/b".to_owned()],
         }];
-        let f = check("Pod ci/c", &n, Instances::Single, 600);
+        let f = check(Family::Earthly, "Pod ci/c", &n, Instances::Single, 600);
         assert!(
             f.violations[0]
                 .message
@@ -225,7 +229,7 @@ mod tests {
             others: vec!["Pod ci/bk-1".to_owned()],
         }];
         assert_eq!(
-            check("Pod ci/bk-2", &n, Instances::Sticky, 600),
+            check(Family::Earthly, "Pod ci/bk-2", &n, Instances::Sticky, 600),
             Findings::default()
         );
     }
@@ -238,7 +242,7 @@ mod tests {
             service: &s,
             others: vec!["Pod ci/bk-1".to_owned()],
         }];
-        let f = check("Pod ci/bk-2", &n, Instances::Sticky, 600);
+        let f = check(Family::Earthly, "Pod ci/bk-2", &n, Instances::Sticky, 600);
         assert_eq!(f.violations.len(), 1);
         assert_eq!(f.violations[0].rule, RuleId::BuildkitdServiceNotSticky);
         assert_eq!(

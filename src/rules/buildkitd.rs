@@ -2,7 +2,15 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::detect::{Detector, Found, Role};
+use crate::detect::{Detector, Family, Found, Role};
+
+/// The family of the first buildkitd container detection found (Earthly when none).
+pub fn daemon(found: &[Found]) -> Family {
+    found
+        .iter()
+        .find(|f| f.role == Role::Buildkitd)
+        .map_or(Family::Earthly, |f| f.family)
+}
 
 /// Whether detection found a buildkitd container.
 pub fn runs_buildkitd(found: &[Found]) -> bool {

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation;
 use serde::Deserialize;
 
-use super::buildkitd::runs_buildkitd;
+use super::buildkitd::{daemon, runs_buildkitd};
 use super::instances::{Demand, judge_template};
 use super::lookups::{Lookups, Stop, nothing};
 use super::{Context, Input, Judgement, Rule, RuleId, object_ref};
@@ -119,6 +119,7 @@ pub fn demand(
             spec.max_replicas
         ),
         fix: "Set maxReplicas: 1 (or remove the autoscaler)".to_owned(),
+        daemon: daemon(found),
     })
 }
 

@@ -10,11 +10,11 @@ use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use super::footguns;
 use super::lookups::{Lookups, Stop, nothing};
 use super::sticky::{
-    NotSticky, SINGLE_PREFIX, STICKY_PREFIX, STICKY_WAY_OUT, fronting, service_ref, stickiness,
+    NotSticky, STICKY_WAY_OUT, fronting, service_ref, single_prefix, stickiness, sticky_prefix,
 };
 use super::{Context, Findings, RuleId, Violation, role_annotation};
 use crate::config::Instances;
-use crate::detect::Found;
+use crate::detect::{Family, Found};
 
 /// An object that asks for more than one buildkitd instance behind one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct Demand {
     pub found: String,
     /// The way back to one instance, capitalised: `Set replicas: 1`.
     pub fix: String,
+    /// Whose buildkitd it is, as messages name it (`earthly/buildkitd`, `earthbuild/buildkitd`).
+    pub daemon: Family,
 }
 
 impl Demand {
@@ -34,8 +36,10 @@ impl Demand {
         Violation {
             rule: self.rule,
             message: format!(
-                "{SINGLE_PREFIX}{}. {}, or {STICKY_WAY_OUT}.",
-                self.found, self.fix
+                "{}{}. {}, or {STICKY_WAY_OUT}.",
+                single_prefix(self.daemon),
+                self.found,
+                self.fix
             ),
         }
     }
@@ -64,7 +68,8 @@ impl Demand {
         Violation {
             rule: RuleId::BuildkitdServiceNotSticky,
             message: format!(
-                "{STICKY_PREFIX}{} behind {service}, which {}. {}, or {}.",
+                "{}{} behind {service}, which {}. {}, or {}.",
+                sticky_prefix(self.daemon),
                 self.found,
                 why.problem(),
                 self.fix,
@@ -149,6 +154,7 @@ mod tests {
             rule: RuleId::BuildkitdReplicas,
             found: "Deployment ci/bk asks for 3 replicas".to_owned(),
             fix: "Set replicas: 1".to_owned(),
+            daemon: Family::Earthly,
         }
     }
 

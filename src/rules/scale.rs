@@ -5,7 +5,7 @@
 use k8s_openapi::api::autoscaling::v1::ScaleSpec;
 use serde::Deserialize;
 
-use super::buildkitd::runs_buildkitd;
+use super::buildkitd::{daemon, runs_buildkitd};
 use super::instances::{Demand, judge_template};
 use super::lookups::{Lookups, Stop, nothing};
 use super::{Context, Input, Judgement, Rule, RuleId};
@@ -89,6 +89,7 @@ pub fn demand(target: &Workload, found: &[Found], replicas: i32) -> Option<Deman
             target.name
         ),
         fix: "Scale it to 1 replica".to_owned(),
+        daemon: daemon(found),
     })
 }
 

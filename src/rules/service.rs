@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::buildkitd::{is_live_buildkitd, pod_ref};
 use super::lookups::{Lookups, Stop, nothing};
-use super::sticky::{STICKY_PREFIX, pod_selector, stickiness};
+use super::sticky::{pod_selector, stickiness, sticky_prefix};
 use super::{Context, Findings, Input, Judgement, Rule, RuleId, Violation, object_ref};
 use crate::config::Instances;
 
@@ -128,8 +128,9 @@ pub fn check(
     Some(Violation {
         rule: RuleId::BuildkitdServiceNotSticky,
         message: format!(
-            "{STICKY_PREFIX}{subject} selects buildkitd {pods} but {}. {}, or change its selector \
+            "{}{subject} selects buildkitd {pods} but {}. {}, or change its selector \
              so that it selects no buildkitd pods.",
+            sticky_prefix(crate::detect::Family::Earthly),
             why.problem(),
             why.remedy_for_service(min_timeout_seconds),
         ),

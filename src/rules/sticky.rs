@@ -7,12 +7,24 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Service;
 
 use crate::cluster::selector_matches;
+use crate::detect::Family;
 
-/// Start of every single-instance denial (upstream: "Multi-node `earthly/buildkitd`
-/// configurations are currently unsupported").
-pub const SINGLE_PREFIX: &str = "earthly/buildkitd does not support multi-node setups: ";
+/// Start of every single-instance denial, naming the daemon the user runs (upstream: "Multi-node
+/// `earthly/buildkitd` configurations are currently unsupported").
+pub fn single_prefix(daemon: Family) -> String {
+    format!(
+        "{} does not support multi-node setups: ",
+        daemon.buildkitd_image()
+    )
+}
+
 /// Start of every sticky-mode denial.
-pub const STICKY_PREFIX: &str = "earthly/buildkitd multi-instance mode needs sticky sessions: ";
+pub fn sticky_prefix(daemon: Family) -> String {
+    format!(
+        "{} multi-instance mode needs sticky sessions: ",
+        daemon.buildkitd_image()
+    )
+}
 /// The way out that single-instance mode always offers besides running one instance.
 pub const STICKY_WAY_OUT: &str =
     "enable sticky multi-instance mode and front it with a Service using sessionAffinity: ClientIP";

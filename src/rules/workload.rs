@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::core::admission::Operation;
 use serde::Deserialize;
 
-use super::buildkitd::runs_buildkitd;
+use super::buildkitd::{daemon, runs_buildkitd};
 use super::instances::{Demand, judge_template};
 use super::lookups::{Lookups, Stop, nothing};
 use super::{Context, Input, Judgement, Rule, RuleId, object_ref};
@@ -104,6 +104,7 @@ pub fn demand(subject: &str, workload: &Workload, found: &[Found]) -> Option<Dem
             rule: RuleId::BuildkitdDaemonset,
             found: format!("{subject} runs one buildkitd on every node"),
             fix: "Use a Deployment with replicas: 1".to_owned(),
+            daemon: daemon(found),
         }),
         _ => {
             // The apiserver defaults an absent `replicas` to 1.
@@ -112,6 +113,7 @@ pub fn demand(subject: &str, workload: &Workload, found: &[Found]) -> Option<Dem
                 rule: RuleId::BuildkitdReplicas,
                 found: format!("{subject} asks for {n} replicas"),
                 fix: "Set replicas: 1".to_owned(),
+                daemon: daemon(found),
             })
         }
     }
@@ -235,5 +237,22 @@ mod tests {
             WorkloadKind::ReplicaSet,
             &ObjectMeta::default()
         ));
+    }
+
+    #[test]
+    fn messages_name_the_family_the_user_runs() {
+        let (w, found) = workload(
+            WorkloadKind::Deployment,
+            Some(2),
+            "earthbuild/buildkitd:v0.8.16",
+        );
+        let d = demand("Deployment ci/bk", &w, &found).expect("demand");
+        assert!(
+            d.single()
+                .message
+                .starts_with("earthbuild/buildkitd does not support multi-node setups: Deployment ci/bk asks for 2 replicas."),
+            "{}",
+            d.single().message
+        );
     }
 }
