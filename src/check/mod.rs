@@ -16,9 +16,12 @@
 //! unknown, never guessed.
 
 pub mod input;
+pub mod kinds;
+pub mod load;
 pub mod lookups;
 pub mod output;
 pub mod request;
+pub mod scalar;
 pub mod template;
 pub mod yaml;
 
@@ -374,11 +377,7 @@ async fn check_object(
     } else {
         Outcome::Allowed
     };
-    let name = match (&obj.metadata.name, &obj.metadata.generate_name) {
-        (Some(n), _) if !n.is_empty() => n.clone(),
-        (_, Some(g)) => format!("{g}*"),
-        _ => String::new(),
-    };
+    let name = input::name_of(&obj.metadata);
     tracing::debug!(
         kind = %obj.kind,
         namespace = namespace.unwrap_or(""),

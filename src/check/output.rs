@@ -220,6 +220,7 @@ mod tests {
                 document: 2,
                 item: Some(3),
                 helm_source: Some("chart/templates/job.yaml".to_owned()),
+                line: Some(7),
             },
             api_version: "batch/v1".to_owned(),
             kind: "Job".to_owned(),
