@@ -191,7 +191,7 @@ fn broken_yaml_exits_2_naming_file_and_document() {
     assert!(stdout(&o).is_empty(), "no report for broken input");
     assert_eq!(
         stderr(&o),
-        "error: tests/data/manifests/broken/broken-indentation.yaml document 2: did not find expected key at line 10 column 2, while parsing a block mapping at line 6 column 1\n"
+        "error: tests/data/manifests/broken/broken-indentation.yaml document 2: while parsing a block mapping, did not find expected key at line 10 column 2\n"
     );
 }
 
@@ -434,6 +434,7 @@ fn json_report_has_the_documented_fields() {
                 "document",
                 "item",
                 "helmSource",
+                "line",
                 "apiVersion",
                 "kind",
                 "namespace",
@@ -689,4 +690,155 @@ async fn template_patches_match_the_patches_of_the_pods_controllers_created() {
         );
     }
     server.stop().await;
+}
+
+// --- `check` reads manifests as kubectl does (issue 12). Each input below was misread before:
+// the comment says how.
+
+const KUBECTL_READS: &str = "tests/data/manifests/kubectl-reads";
+
+fn kubectl_reads(file: &str) -> String {
+    format!("{KUBECTL_READS}/{file}")
+}
+
+/// `-o yaml` of one file, read back as kubectl reads it.
+fn yaml_output_of(file: &str) -> (Output, Value) {
+    let o = run(&["-f", &kubectl_reads(file), "-o", "yaml"], None);
+    let mut docs =
+        earthly_webhook::check::load::load(&stdout(&o)).expect("the output is YAML kubectl reads");
+    assert_eq!(docs.len(), 1, "{}", stdout(&o));
+    (o, docs.remove(0).value)
+}
+
+#[test]
+fn octal_default_mode_is_written_back_as_the_number_kubectl_submits() {
+    // Was: `defaultMode: "0755"`, a string the apiserver refuses.
+    let (o, job) = yaml_output_of("octal-default-mode.yaml");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("\n          defaultMode: 493\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        job.pointer("/spec/template/spec/volumes/0/configMap/defaultMode"),
+        Some(&json!(493))
+    );
+}
+
+#[test]
+fn yaml_1_1_booleans_are_booleans() {
+    // Was: denied, "privileged: invalid type: string \"yes\", expected a boolean".
+    let o = run(
+        &["-f", &kubectl_reads("yes-booleans.yaml"), "-o", "json"],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(report["objects"][0]["verdict"], "allowed");
+    assert_eq!(report["objects"][0]["denials"], json!([]));
+}
+
+#[test]
+fn merge_keys_are_merged_before_judging() {
+    // Was: the second container judged without the merged fields (no image, so no role), and a
+    // literal "<<" key written to the output.
+    let (o, pod) = yaml_output_of("merge-keys.yaml");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stdout(&o).contains("<<"), "{}", stdout(&o));
+    let second = &pod["spec"]["containers"][1];
+    assert_eq!(second["name"], "earthly-b");
+    assert_eq!(second["image"], "earthly/earthly:v0.8.15");
+    assert_eq!(second["securityContext"], json!({"privileged": true}));
+    assert_eq!(second["volumeMounts"][0]["name"], "scratch-b");
+}
+
+#[test]
+fn json_with_surrogate_pair_escapes_is_read_as_json() {
+    // Was: "found invalid Unicode character escape code" (the YAML parser read the JSON).
+    let (o, pod) = yaml_output_of("surrogate-escapes.json");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        pod["metadata"]["annotations"]["ci.example.com/badge"],
+        "\u{1F680} build"
+    );
+}
+
+#[test]
+fn a_get_dump_being_deleted_is_judged_as_the_new_object_it_becomes() {
+    // Was: allowed, the dump's deletionTimestamp exempting three buildkitd replicas.
+    let o = run(
+        &[
+            "-f",
+            &kubectl_reads("get-dump-being-deleted.yaml"),
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let denial = report["objects"][0]["denials"][0]
+        .as_str()
+        .expect("a denial");
+    assert!(denial.contains("asks for 3 replicas"), "{denial}");
+}
+
+#[test]
+fn server_set_fields_are_not_written_back() {
+    let o = run(
+        &[
+            "-f",
+            &kubectl_reads("get-dump-being-deleted.yaml"),
+            "-o",
+            "yaml",
+            "--mode",
+            "warn",
+        ],
+        None,
+    );
+    let text = stdout(&o);
+    for field in [
+        "deletionTimestamp",
+        "resourceVersion",
+        "uid:",
+        "managedFields",
+        "status:",
+    ] {
+        assert!(!text.contains(field), "{field} in\n{text}");
+    }
+    assert!(text.contains("finalizers:"), "{text}");
+}
+
+#[test]
+fn an_object_that_is_not_its_kind_is_an_input_error() {
+    // Was: a denial (exit 1) of a Pod kubectl would not even send.
+    let file =
+        "tests/data/manifests/realworld/jenkins-macos-cross-compiler__pod-template-verbatim.yaml";
+    let o = run(&["-f", file], None);
+    assert_eq!(code(&o), 2);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {file} document 1: Pod macos-cross-compiler-agent: cannot be read as a v1 Pod: spec.containers[0].env[1].value: invalid type: boolean `true`, expected a string\n"
+        )
+    );
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn invalid_yaml_from_the_docs_is_an_input_error_naming_the_line() {
+    let file = "tests/data/manifests/realworld/earthly-docs__self-hosted-satellite-pod.yaml";
+    let o = run(&["-f", file], None);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).starts_with(&format!("error: {file} document 1: ")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains(" at line 14 column 4"),
+        "{}",
+        stderr(&o)
+    );
 }

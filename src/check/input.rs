@@ -251,11 +251,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, InputErr
 
 /// The objects of one document: itself, or the items of a `List` (`kind: List`, or a typed
 /// list such as `PodList` from the API, whose items name no kind).
-fn objects_of(
-    at: &Origin,
-    value: &Value,
-    lines: &Lines,
-) -> Result<Vec<Object>, (Origin, String)> {
+fn objects_of(at: &Origin, value: &Value, lines: &Lines) -> Result<Vec<Object>, (Origin, String)> {
     let map = value.as_object().ok_or_else(|| {
         (
             at.clone(),
@@ -349,7 +345,10 @@ fn object(at: Origin, mut value: Value, lines: Lines) -> Result<Object, (Origin,
     kinds::read_as_kind(&api_version, &kind, &value).map_err(|e| {
         (
             at.clone(),
-            format!("{kind} {}: cannot be read as a {api_version} {kind}: {e}", name_of(&metadata)),
+            format!(
+                "{kind} {}: cannot be read as a {api_version} {kind}: {e}",
+                name_of(&metadata)
+            ),
         )
     })?;
     kinds::clear_server_fields(&mut value);

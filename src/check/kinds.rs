@@ -44,9 +44,7 @@ pub fn read_as_kind(api_version: &str, kind: &str, value: &Value) -> Result<(), 
             decode::<autoscaling::v2::HorizontalPodAutoscaler>(value)
         }
         ("policy/v1", "PodDisruptionBudget") => decode::<policy::v1::PodDisruptionBudget>(value),
-        ("networking.k8s.io/v1", "NetworkPolicy") => {
-            decode::<networking::v1::NetworkPolicy>(value)
-        }
+        ("networking.k8s.io/v1", "NetworkPolicy") => decode::<networking::v1::NetworkPolicy>(value),
         _ => Ok(()),
     }
 }
@@ -71,10 +69,10 @@ pub fn clear_server_fields(value: &mut Value) {
     let Some(map) = value.as_object_mut() else {
         return;
     };
-    map.remove("status");
+    map.shift_remove("status");
     if let Some(Value::Object(meta)) = map.get_mut("metadata") {
         for field in SERVER_SET_METADATA {
-            meta.remove(*field);
+            meta.shift_remove(*field);
         }
     }
 }
@@ -90,18 +88,25 @@ mod tests {
             "spec": {"containers": [{"name": "c", "env": [{"name": "A", "value": true}]}]}});
         assert_eq!(
             read_as_kind("v1", "Pod", &pod),
-            Err("spec.containers[0].env[0].value: invalid type: boolean `true`, expected a string".to_owned())
+            Err(
+                "spec.containers[0].env[0].value: invalid type: boolean `true`, expected a string"
+                    .to_owned()
+            )
         );
     }
 
     #[test]
     fn unknown_kinds_pass() {
-        assert_eq!(read_as_kind("example.com/v1", "Widget", &json!({"spec": 1})), Ok(()));
+        assert_eq!(
+            read_as_kind("example.com/v1", "Widget", &json!({"spec": 1})),
+            Ok(())
+        );
     }
 
     #[test]
     fn quantities_may_be_numbers() {
-        let pod = json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": 1}}}]}});
+        let pod =
+            json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": 1}}}]}});
         assert_eq!(read_as_kind("v1", "Pod", &pod), Ok(()));
     }
 
@@ -110,6 +115,9 @@ mod tests {
         let mut v = json!({"metadata": {"name": "a", "uid": "u", "resourceVersion": "1",
             "deletionTimestamp": "2026-01-01T00:00:00Z", "labels": {"a": "b"}}, "status": {"phase": "Running"}, "spec": {}});
         clear_server_fields(&mut v);
-        assert_eq!(v, json!({"metadata": {"name": "a", "labels": {"a": "b"}}, "spec": {}}));
+        assert_eq!(
+            v,
+            json!({"metadata": {"name": "a", "labels": {"a": "b"}}, "spec": {}})
+        );
     }
 }

@@ -124,7 +124,11 @@ fn pointer_token(key: &str) -> String {
 }
 
 fn at(span: &Span) -> String {
-    format!("at line {} column {}", span.start.line(), span.start.col() + 1)
+    format!(
+        "at line {} column {}",
+        span.start.line(),
+        span.start.col() + 1
+    )
 }
 
 struct Builder<'a> {
@@ -163,7 +167,8 @@ impl<'a> Builder<'a> {
                 None => return Err(self.error("unexpected end of input".to_owned())),
                 Some(Err(e)) => {
                     let m = e.marker();
-                    let message = format!("{} at line {} column {}", e.info(), m.line(), m.col() + 1);
+                    let message =
+                        format!("{} at line {} column {}", e.info(), m.line(), m.col() + 1);
                     return Err(self.error(message));
                 }
                 Some(Ok((Event::Comment(..) | Event::Anchor(..), _))) => {}
@@ -187,7 +192,8 @@ impl<'a> Builder<'a> {
                     match self.next()? {
                         (Event::DocumentEnd, _) => {}
                         (_, span) => {
-                            return Err(self.error(format!("expected the end of the document {}", at(&span))));
+                            return Err(self
+                                .error(format!("expected the end of the document {}", at(&span))));
                         }
                     }
                     out.push(Loaded {
@@ -201,9 +207,18 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn node(&mut self, event: Event<'a>, span: Span, path: String, depth: usize) -> Result<Node, LoadError> {
+    fn node(
+        &mut self,
+        event: Event<'a>,
+        span: Span,
+        path: String,
+        depth: usize,
+    ) -> Result<Node, LoadError> {
         if depth > MAX_DEPTH {
-            return Err(self.error(format!("nested more than {MAX_DEPTH} levels deep {}", at(&span))));
+            return Err(self.error(format!(
+                "nested more than {MAX_DEPTH} levels deep {}",
+                at(&span)
+            )));
         }
         self.lines.entry(path.clone()).or_insert(span.start.line());
         let (node, anchor) = match event {
@@ -230,7 +245,10 @@ impl<'a> Builder<'a> {
             Event::MappingStart(_, anchor, _) => (self.mapping(&path, depth)?, anchor),
             Event::Alias(id) => return self.alias(id, &span),
             Event::UnresolvedAlias(name) => {
-                return Err(self.error(format!("alias *{name} names no anchor before it {}", at(&span))));
+                return Err(self.error(format!(
+                    "alias *{name} names no anchor before it {}",
+                    at(&span)
+                )));
             }
             _ => return Err(self.error(format!("unexpected YAML event {}", at(&span)))),
         };
@@ -268,7 +286,9 @@ impl<'a> Builder<'a> {
             }
             let merge = match &event {
                 Event::Scalar(text, ScalarStyle::Plain, _, None) => text == "<<",
-                Event::Scalar(_, _, _, Some(tag)) => tag.handle() == CORE_TAG && tag.suffix() == "merge",
+                Event::Scalar(_, _, _, Some(tag)) => {
+                    tag.handle() == CORE_TAG && tag.suffix() == "merge"
+                }
                 _ => false,
             };
             let (value_event, value_span) = if merge {

@@ -55,7 +55,11 @@ pub fn resolve_plain(s: &str) -> Scalar {
             Scalar::Str(s.to_owned())
         }
         b'.' => match s.parse::<f64>() {
-            Ok(f) if s[1..].bytes().all(|b| b.is_ascii_digit() || b"eE+-.".contains(&b)) => {
+            Ok(f)
+                if s[1..]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b"eE+-.".contains(&b)) =>
+            {
                 Scalar::Float(f)
             }
             _ => Scalar::Str(s.to_owned()),
@@ -122,7 +126,9 @@ fn is_yaml_style_float(s: &str) -> bool {
 
 /// Why a scalar has no JSON form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0} has no JSON form (kubectl refuses it too: \"json: unsupported value\"); quote it to make it a string")]
+#[error(
+    "{0} has no JSON form (kubectl refuses it too: \"json: unsupported value\"); quote it to make it a string"
+)]
 pub struct NotJson(pub String);
 
 impl Scalar {
@@ -179,7 +185,9 @@ mod tests {
 
     #[test]
     fn yaml_1_1_booleans_and_nulls() {
-        for s in ["y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"] {
+        for s in [
+            "y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE",
+        ] {
             assert_eq!(resolve_plain(s), Scalar::Bool(true), "{s}");
         }
         for s in ["n", "N", "no", "NO", "off", "OFF", "false", "False"] {
@@ -220,7 +228,13 @@ mod tests {
 
     #[test]
     fn floats_and_what_stays_a_string() {
-        for (s, f) in [("1e3", 1000.0), ("1.5", 1.5), (".5", 0.5), ("-1.", -1.0), ("09", 9.0)] {
+        for (s, f) in [
+            ("1e3", 1000.0),
+            ("1.5", 1.5),
+            (".5", 0.5),
+            ("-1.", -1.0),
+            ("09", 9.0),
+        ] {
             assert_eq!(resolve_plain(s), Scalar::Float(f), "{s}");
         }
         for s in [
@@ -244,8 +258,14 @@ mod tests {
 
     #[test]
     fn json_forms_follow_go_encoding_json() {
-        assert_eq!(Scalar::Float(1000.0).into_json("1e3"), Ok(Value::from(1000)));
-        assert_eq!(Scalar::Float(0.5).into_json("0.5"), Ok(serde_json::json!(0.5)));
+        assert_eq!(
+            Scalar::Float(1000.0).into_json("1e3"),
+            Ok(Value::from(1000))
+        );
+        assert_eq!(
+            Scalar::Float(0.5).into_json("0.5"),
+            Ok(serde_json::json!(0.5))
+        );
         assert_eq!(
             Scalar::Float(f64::NAN).into_json(".nan"),
             Err(NotJson(".nan".to_owned()))
