@@ -842,3 +842,140 @@ fn invalid_yaml_from_the_docs_is_an_input_error_naming_the_line() {
         stderr(&o)
     );
 }
+
+// --- `check` in CI systems (issue 15): SARIF for code scanning, JUnit for test reports.
+
+const CI_FORMATS: &str = "tests/data/manifests/ci-formats";
+
+/// The 1-based line of the first line of `file` that contains `text`.
+fn line_of(file: &str, text: &str) -> u64 {
+    let body = std::fs::read_to_string(root().join(file)).expect("read");
+    let index = body
+        .lines()
+        .position(|l| l.contains(text))
+        .expect("text in file");
+    u64::try_from(index + 1).expect("small")
+}
+
+#[test]
+fn sarif_output_is_valid_sarif_2_1_0_with_a_result_per_finding_at_its_line() {
+    let o = run(&["-f", CI_FORMATS, "-o", "sarif"], None);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let log: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let mut schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/data/sarif/sarif-2.1.0-rtm.5.json"))
+            .expect("schema"),
+    )
+    .expect("schema JSON");
+    // The schema's one known defect: the `language` properties' pattern has a stray `]`, which
+    // an ECMAScript regex refuses, so the validator would not compile the schema. The output has
+    // no `language`; those two patterns alone are dropped.
+    fn drop_bad_patterns(v: &mut Value) -> usize {
+        const BAD: &str = "^[a-zA-Z]{2}|^[a-zA-Z]{2}-[a-zA-Z]{2}]?$";
+        match v {
+            Value::Object(m) => {
+                let here = usize::from(m.get("pattern") == Some(&json!(BAD)));
+                if here == 1 {
+                    m.remove("pattern");
+                }
+                here + m.values_mut().map(drop_bad_patterns).sum::<usize>()
+            }
+            Value::Array(a) => a.iter_mut().map(drop_bad_patterns).sum(),
+            _ => 0,
+        }
+    }
+    assert_eq!(drop_bad_patterns(&mut schema), 2);
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&log)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    let run = &log["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
+    let results = run["results"].as_array().expect("results");
+    let found: BTreeSet<(String, String, String, u64)> = results
+        .iter()
+        .map(|r| {
+            let index =
+                usize::try_from(r["ruleIndex"].as_u64().expect("ruleIndex")).expect("index");
+            assert_eq!(
+                rules[index]["id"], r["ruleId"],
+                "ruleIndex points at its rule"
+            );
+            let location = &r["locations"][0]["physicalLocation"];
+            (
+                r["ruleId"].as_str().expect("id").to_owned(),
+                r["level"].as_str().expect("level").to_owned(),
+                location["artifactLocation"]["uri"]
+                    .as_str()
+                    .expect("uri")
+                    .to_owned(),
+                location["region"]["startLine"].as_u64().expect("line"),
+            )
+        })
+        .collect();
+    let tls = format!("{CI_FORMATS}/buildkitd-tls-off.yaml");
+    let three = format!("{CI_FORMATS}/buildkitd-three-replicas.yaml");
+    let job = format!("{CI_FORMATS}/runner-job.yaml");
+    let expected: BTreeSet<(String, String, String, u64)> = [
+        ("buildkitd-tls-off", "warning", &tls, line_of(&tls, "env:")),
+        (
+            "buildkitd-replicas",
+            "error",
+            &three,
+            line_of(&three, "  replicas: 3"),
+        ),
+        (
+            "mutate-privileged",
+            "note",
+            &job,
+            line_of(&job, "apiVersion"),
+        ),
+        (
+            "mutate-scratch-volume",
+            "note",
+            &job,
+            line_of(&job, "apiVersion"),
+        ),
+    ]
+    .into_iter()
+    .map(|(id, level, file, line)| (id.to_owned(), level.to_owned(), file.clone(), line))
+    .collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn sarif_levels_follow_the_mode() {
+    let file = format!("{CI_FORMATS}/buildkitd-three-replicas.yaml");
+    for (mode, level, status) in [
+        ("enforce", "error", 1),
+        ("warn", "warning", 0),
+        ("audit", "note", 0),
+    ] {
+        let o = run(&["-f", &file, "-o", "sarif", "--mode", mode], None);
+        assert_eq!(code(&o), status, "{mode}");
+        let log: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        let results = log["runs"][0]["results"].as_array().expect("results");
+        assert_eq!(results.len(), 1, "{mode}: {results:#?}");
+        assert_eq!(results[0]["ruleId"], "buildkitd-replicas", "{mode}");
+        assert_eq!(results[0]["level"], level, "{mode}");
+    }
+}
+
+#[test]
+fn junit_output_has_a_case_per_object_and_a_failure_per_denied_one() {
+    let o = run(&["-f", CI_FORMATS, "-o", "junit"], None);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let xml = stdout(&o);
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"earthly-webhook check\" tests=\"3\" failures=\"1\" errors=\"0\""), "{xml}");
+    assert_eq!(xml.matches("<testsuite ").count(), 3, "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+    assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
+    assert!(xml.contains("type=\"buildkitd-replicas\""), "{xml}");
+    assert!(
+        xml.contains("<system-out>warning: [buildkitd-tls-off] "),
+        "{xml}"
+    );
+}

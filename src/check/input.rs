@@ -220,7 +220,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, InputErr
         };
         fail(&at, e.message)
     })?;
-    let helm = helm_sources(text, loaded.last().map_or(0, |d| d.number));
+    let helm = super::helm::helm_sources(text, loaded.last().map_or(0, |d| d.number));
     let mut out = Vec::new();
     for doc in loaded {
         if doc.value.is_null() {
@@ -380,55 +380,6 @@ fn describe(value: &Value) -> String {
         Value::Array(_) => "a sequence".to_owned(),
         Value::Object(_) => "a mapping".to_owned(),
     }
-}
-
-/// The `# Source:` comment of each document, by a line scan that mirrors how the YAML parser
-/// counts documents (`---` starts one, `...` ends one, a file's leading content before any
-/// marker is one). It is only a hint: callers drop it when its count disagrees with the
-/// parser's, so a scan mistake can never misattribute a source.
-fn helm_sources(text: &str, parsed: usize) -> Option<Vec<Option<String>>> {
-    if !text.contains("# Source:") {
-        return None;
-    }
-    let mut docs = Vec::new();
-    let mut source: Option<String> = None;
-    let mut content = false;
-    let mut open = false;
-    for line in text.lines() {
-        let marker = |m: &str| {
-            line.strip_prefix(m)
-                .filter(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
-        };
-        if let Some(rest) = marker("---") {
-            if open || content {
-                docs.push(source.take());
-            }
-            source = None;
-            open = true;
-            let rest = rest.trim();
-            content = !rest.is_empty() && !rest.starts_with('#');
-        } else if marker("...").is_some() {
-            if open || content {
-                docs.push(source.take());
-            }
-            source = None;
-            open = false;
-            content = false;
-        } else {
-            let trimmed = line.trim();
-            if let Some(s) = trimmed.strip_prefix("# Source:") {
-                if source.is_none() && !content {
-                    source = Some(s.trim().to_owned());
-                }
-            } else if !trimmed.is_empty() && !trimmed.starts_with('#') {
-                content = true;
-            }
-        }
-    }
-    if open || content {
-        docs.push(source.take());
-    }
-    (docs.len() == parsed).then_some(docs)
 }
 
 #[cfg(test)]
@@ -605,26 +556,6 @@ mod tests {
                 Some("chart/templates/svc.yaml")
             ]
         );
-    }
-
-    #[test]
-    fn helm_scan_agrees_with_the_parser_on_odd_layouts() {
-        for text in [
-            "",
-            "# c\n",
-            "a: 1\n",
-            "a: 1\n---\nb: 2",
-            "---\n---\n",
-            "# c\n---\na: 1\n",
-            "a: 1\n...\n---\nb: 2\n",
-            "--- # c\na: 1\n",
-            "--- {a: 1}\n--- {b: 2}\n",
-            "---\n# Source: x\n---\na: 1\n",
-        ] {
-            let text = format!("# Source: x\n{text}");
-            let parsed = load(&text).expect("parses").last().map_or(0, |d| d.number);
-            assert!(helm_sources(&text, parsed).is_some(), "{text:?}");
-        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::cluster::WorkloadKind;
 use crate::cluster::{ClusterView, LookupError};
 use crate::config::FailureMode;
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{MoveOperation, RemoveOperation};
+use json_patch::{MoveOperation, PatchOperation, RemoveOperation};
 use serde_json::json;
 
 /// The policy the command runs with (the defaults, lookups the input cannot answer warn).
