@@ -979,3 +979,65 @@ fn junit_output_has_a_case_per_object_and_a_failure_per_denied_one() {
         "{xml}"
     );
 }
+
+#[test]
+fn the_yaml_and_json_forms_of_the_apis_fixtures_read_the_same() {
+    for kind in [
+        "core.v1.Pod",
+        "apps.v1.Deployment",
+        "batch.v1.CronJob",
+        "core.v1.Service",
+    ] {
+        let read = |ext: &str| {
+            let file = root().join(format!("tests/data/k8s-api-testdata/{kind}.{ext}"));
+            let text = std::fs::read_to_string(&file).expect("fixture");
+            let docs = parse_documents(&file.display().to_string(), &text).expect("reads");
+            docs[0].objects[0].value.clone()
+        };
+        let (yaml, json) = (read("yaml"), read("json"));
+        assert_eq!(yaml, json, "{kind}");
+        assert!(yaml.get("status").is_none(), "{kind}: status is cleared");
+    }
+}
+
+#[test]
+fn every_real_world_manifest_reads_and_its_yaml_output_reads_back_to_itself() {
+    let dir = root().join("tests/data/manifests/realworld");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 16);
+    for path in files {
+        let file = path
+            .strip_prefix(root())
+            .expect("under root")
+            .display()
+            .to_string();
+        let first = run(&["-f", &file, "-o", "yaml"], None);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("earthly-docs__") || name.ends_with("pod-template-verbatim.yaml") {
+            assert_eq!(
+                code(&first),
+                2,
+                "{file}: an input error\n{}",
+                stderr(&first)
+            );
+            continue;
+        }
+        assert_ne!(code(&first), 2, "{file}: {}", stderr(&first));
+        // Read back as kubectl reads it and written again, the output is unchanged: the
+        // objects it holds are the ones `check` judged.
+        let again = run(
+            &["-f", "-", "-o", "yaml", "--mode", "audit"],
+            Some(&first.stdout),
+        );
+        assert_eq!(code(&again), 0, "{file}: {}", stderr(&again));
+        assert_eq!(stdout(&again), stdout(&first), "{file}");
+    }
+}
