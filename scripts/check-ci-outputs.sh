@@ -37,7 +37,10 @@ if ! "$venv/bin/pre-commit" --version 2>/dev/null | grep -qx "pre-commit $PRE_CO
   log "installing pre-commit $PRE_COMMIT_VERSION and junitparser $JUNITPARSER_VERSION into $venv"
   python3 -m venv "$venv" 2>/dev/null || {
     [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null || die "python3 -m venv failed; install python3-venv"
+    log "installing python3-venv with apt-get"
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$venv"
     python3 -m venv "$venv"
   }
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
