@@ -931,13 +931,13 @@ fn sarif_output_is_valid_sarif_2_1_0_with_a_result_per_finding_at_its_line() {
             "mutate-privileged",
             "note",
             &job,
-            line_of(&job, "apiVersion"),
+            line_of(&job, "- name: earthly"),
         ),
         (
             "mutate-scratch-volume",
             "note",
             &job,
-            line_of(&job, "apiVersion"),
+            line_of(&job, "- name: earthly"),
         ),
     ]
     .into_iter()

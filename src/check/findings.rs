@@ -3,7 +3,8 @@
 //! ids; warnings have none yet, so [`warning_rule`] gives each source one. When the policy gets
 //! its rule-id enum (issue 13), [`warning_rule`] and [`RULES`] are the two places to repoint.
 
-use super::load::Lines;
+use serde_json::Value;
+
 use super::{ObjectReport, Outcome};
 use crate::config::Mode;
 
@@ -282,13 +283,40 @@ fn named_field(message: &str) -> Option<String> {
     }))
 }
 
-/// The line of the field the message or the rule names; a field the object does not have
-/// (yet) points at its nearest ancestor that it has.
-fn locate(lines: &Lines, message: &str, rule: &RuleInfo) -> Option<usize> {
+/// Where pod specs sit in the kinds `check` sends pods for: a Pod, a workload's template, a
+/// CronJob's job template.
+const POD_SPECS: &[&str] = &[
+    "/spec",
+    "/spec/template/spec",
+    "/spec/jobTemplate/spec/template/spec",
+];
+
+/// The container a message names (`... on container earthly: ...`, `... in container earthly`),
+/// as a pointer into the object.
+fn named_container(message: &str, object: &Value) -> Option<String> {
+    let rest = &message[message.find("container ")? + "container ".len()..];
+    let name = rest.split([' ', ':', ';', ',']).next()?;
+    POD_SPECS.iter().find_map(|spec| {
+        ["containers", "initContainers"].iter().find_map(|list| {
+            let pointer = format!("{spec}/{list}");
+            let index = object
+                .pointer(&pointer)?
+                .as_array()?
+                .iter()
+                .position(|c| c["name"] == name)?;
+            Some(format!("{pointer}/{index}"))
+        })
+    })
+}
+
+/// The line of the field the message or the rule names, else of the container it names; a
+/// field the object does not have (yet) points at its nearest ancestor that it has.
+fn locate(o: &ObjectReport, message: &str, rule: &RuleInfo) -> Option<usize> {
     let pointer = named_field(message)
         .or_else(|| rule.field.map(str::to_owned))
+        .or_else(|| named_container(message, &o.mutated))
         .unwrap_or_default();
-    lines.line_of(&pointer)
+    o.lines.line_of(&pointer)
 }
 
 /// Everything reported about one object: its violations (an error when `enforce` refused
@@ -301,7 +329,7 @@ pub fn findings(o: &ObjectReport, mode: Mode) -> Vec<Finding> {
             rule,
             level,
             message: message.to_owned(),
-            line: locate(&o.lines, message, rule),
+            line: locate(o, message, rule),
         });
     };
     let violation_level = match (mode, o.verdict) {
@@ -358,6 +386,26 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), RULES.len());
+    }
+
+    #[test]
+    fn named_containers_are_found_in_any_pod_spec() {
+        let job = serde_json::json!({"spec": {"template": {"spec": {
+            "initContainers": [{"name": "init"}],
+            "containers": [{"name": "a"}, {"name": "earthly"}]}}}});
+        assert_eq!(
+            named_container("set privileged on container earthly: the runner", &job).as_deref(),
+            Some("/spec/template/spec/containers/1")
+        );
+        assert_eq!(
+            named_container(
+                "mounted scratch volume x at /tmp/earthly in container init",
+                &job
+            )
+            .as_deref(),
+            Some("/spec/template/spec/initContainers/0")
+        );
+        assert_eq!(named_container("container nobody: x", &job), None);
     }
 
     #[test]
