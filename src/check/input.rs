@@ -6,8 +6,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
+
+use super::kinds;
+use super::load::{Lines, load};
 
 /// Extensions read from a directory, as `kubectl apply -f DIR` does.
 const MANIFEST_EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
@@ -47,6 +50,8 @@ pub struct Origin {
     pub item: Option<usize>,
     /// The `# Source:` comment `helm template` puts atop each document.
     pub helm_source: Option<String>,
+    /// 1-based line where the object starts in the file.
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for Origin {
@@ -96,6 +101,8 @@ pub struct Object {
     pub api_version: String,
     pub kind: String,
     pub metadata: ObjectMeta,
+    /// Where each of its fields starts in the file, by JSON pointer from the object.
+    pub lines: Lines,
 }
 
 /// Reads every source in order. Errors are collected across sources, so one run reports every
@@ -196,37 +203,46 @@ fn read_path(path: &Path) -> Result<Vec<(String, Vec<u8>)>, InputError> {
         .collect()
 }
 
-/// Splits a file into documents and objects. JSON is read as the YAML it is.
+/// Splits a file into documents and objects, reading them as kubectl does ([`load`]).
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, InputError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let helm = helm_sources(text);
-    let mut out = Vec::new();
-    for (index, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let number = index + 1;
-        let helm_source = helm.as_ref().and_then(|h| h.get(index).cloned().flatten());
+    let fail = |at: &Origin, message: String| InputError::Document {
+        at: at.clone(),
+        message,
+    };
+    let loaded = load(text).map_err(|e| {
         let at = Origin {
             file: file.to_owned(),
-            document: number,
+            document: e.document,
             item: None,
-            helm_source: helm_source.clone(),
+            helm_source: None,
+            line: None,
         };
-        let fail = |at: &Origin, message: String| InputError::Document {
-            at: at.clone(),
-            message,
-        };
-        // Through serde_yaml_ng's own Value first: it refuses duplicate keys, which kubectl
-        // refuses too, where serde_json's Value would silently keep the last one.
-        let yaml = serde_yaml_ng::Value::deserialize(de).map_err(|e| fail(&at, located(&e)))?;
-        if yaml.is_null() {
+        fail(&at, e.message)
+    })?;
+    let helm = super::helm::helm_sources(text, loaded.last().map_or(0, |d| d.number));
+    let mut out = Vec::new();
+    for doc in loaded {
+        if doc.value.is_null() {
             continue; // empty, or only comments
         }
-        let value = serde_json::to_value(&yaml).map_err(|e| fail(&at, e.to_string()))?;
-        let objects = objects_of(&at, &value).map_err(|(at, message)| fail(&at, message))?;
+        let helm_source = helm
+            .as_ref()
+            .and_then(|h| h.get(doc.number - 1).cloned().flatten());
+        let at = Origin {
+            file: file.to_owned(),
+            document: doc.number,
+            item: None,
+            helm_source: helm_source.clone(),
+            line: doc.lines.line_of(""),
+        };
+        let objects =
+            objects_of(&at, &doc.value, &doc.lines).map_err(|(at, message)| fail(&at, message))?;
         out.push(Document {
             file: file.to_owned(),
-            number,
+            number: doc.number,
             helm_source,
-            value,
+            value: doc.value,
             objects,
         });
     }
@@ -235,7 +251,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, InputErr
 
 /// The objects of one document: itself, or the items of a `List` (`kind: List`, or a typed
 /// list such as `PodList` from the API, whose items name no kind).
-fn objects_of(at: &Origin, value: &Value) -> Result<Vec<Object>, (Origin, String)> {
+fn objects_of(at: &Origin, value: &Value, lines: &Lines) -> Result<Vec<Object>, (Origin, String)> {
     let map = value.as_object().ok_or_else(|| {
         (
             at.clone(),
@@ -258,8 +274,10 @@ fn objects_of(at: &Origin, value: &Value) -> Result<Vec<Object>, (Origin, String
             .iter()
             .enumerate()
             .map(|(i, item)| {
+                let item_lines = lines.under(&format!("/items/{i}"));
                 let at = Origin {
                     item: Some(i + 1),
+                    line: item_lines.line_of("").or(at.line),
                     ..at.clone()
                 };
                 let mut item = item.clone();
@@ -275,16 +293,16 @@ fn objects_of(at: &Origin, value: &Value) -> Result<Vec<Object>, (Origin, String
                         obj.insert("apiVersion".to_owned(), Value::String(v.to_owned()));
                     }
                 }
-                object(at, item)
+                object(at, item, item_lines)
             })
             .collect();
     }
-    Ok(vec![object(at.clone(), value.clone())?])
+    Ok(vec![object(at.clone(), value.clone(), lines.clone())?])
 }
 
 /// Checks that a value is an object the apiserver could take: apiVersion, kind, readable
 /// metadata and a name (or generateName).
-fn object(at: Origin, value: Value) -> Result<Object, (Origin, String)> {
+fn object(at: Origin, mut value: Value, lines: Lines) -> Result<Object, (Origin, String)> {
     let Some(map) = value.as_object() else {
         return Err((
             at,
@@ -324,30 +342,32 @@ fn object(at: Origin, value: Value) -> Result<Object, (Origin, String)> {
             format!("{kind}: metadata.name is missing (and there is no metadata.generateName)"),
         ));
     }
+    kinds::read_as_kind(&api_version, &kind, &value).map_err(|e| {
+        (
+            at.clone(),
+            format!(
+                "{kind} {}: cannot be read as a {api_version} {kind}: {e}",
+                name_of(&metadata)
+            ),
+        )
+    })?;
+    kinds::clear_server_fields(&mut value);
     Ok(Object {
         origin: at,
         value,
         api_version,
         kind,
         metadata,
+        lines,
     })
 }
 
-/// The parser's message, with the line and column when it has them but does not say them.
-fn located(error: &serde_yaml_ng::Error) -> String {
-    let message = error.to_string();
-    match error.location() {
-        // Errors raised while building a value point at the node being built: for a duplicate
-        // key, the mapping that holds it.
-        Some(l) if !message.contains(" at line ") => {
-            let node = if message.starts_with("duplicate entry") {
-                " in the mapping"
-            } else {
-                ""
-            };
-            format!("{message}{node} at line {} column {}", l.line(), l.column())
-        }
-        _ => message,
+/// `metadata.name`, or `generateName` followed by `*`.
+pub fn name_of(metadata: &ObjectMeta) -> String {
+    match (&metadata.name, &metadata.generate_name) {
+        (Some(n), _) if !n.is_empty() => n.clone(),
+        (_, Some(g)) => format!("{g}*"),
+        _ => String::new(),
     }
 }
 
@@ -360,62 +380,6 @@ fn describe(value: &Value) -> String {
         Value::Array(_) => "a sequence".to_owned(),
         Value::Object(_) => "a mapping".to_owned(),
     }
-}
-
-/// The `# Source:` comment of each document, by a line scan that mirrors how the YAML parser
-/// counts documents (`---` starts one, `...` ends one, a file's leading content before any
-/// marker is one). It is only a hint: callers drop it when its count disagrees with the
-/// parser's, so a scan mistake can never misattribute a source.
-fn helm_sources(text: &str) -> Option<Vec<Option<String>>> {
-    if !text.contains("# Source:") {
-        return None;
-    }
-    let mut docs = Vec::new();
-    let mut source: Option<String> = None;
-    let mut content = false;
-    let mut open = false;
-    for line in text.lines() {
-        let marker = |m: &str| {
-            line.strip_prefix(m)
-                .filter(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
-        };
-        if let Some(rest) = marker("---") {
-            if open || content {
-                docs.push(source.take());
-            }
-            source = None;
-            open = true;
-            let rest = rest.trim();
-            content = !rest.is_empty() && !rest.starts_with('#');
-        } else if marker("...").is_some() {
-            if open || content {
-                docs.push(source.take());
-            }
-            source = None;
-            open = false;
-            content = false;
-        } else {
-            let trimmed = line.trim();
-            if let Some(s) = trimmed.strip_prefix("# Source:") {
-                if source.is_none() && !content {
-                    source = Some(s.trim().to_owned());
-                }
-            } else if !trimmed.is_empty() && !trimmed.starts_with('#') {
-                content = true;
-            }
-        }
-    }
-    if open || content || docs.is_empty() {
-        docs.push(source.take());
-    }
-    // The parser's count; after a syntax error its iterator repeats the error forever, and the
-    // document is reported broken anyway.
-    let mut parsed = 0;
-    for de in serde_yaml_ng::Deserializer::from_str(text) {
-        serde::de::IgnoredAny::deserialize(de).ok()?;
-        parsed += 1;
-    }
-    (docs.len() == parsed).then_some(docs)
 }
 
 #[cfg(test)]
@@ -515,7 +479,7 @@ mod tests {
             error(
                 "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: b\n labels: {}\n"
             ),
-            "t.yaml document 2: did not find expected key at line 9 column 2, while parsing a block mapping at line 5 column 1"
+            "t.yaml document 2: while parsing a block mapping, did not find expected key at line 9 column 2"
         );
     }
 
@@ -523,11 +487,11 @@ mod tests {
     fn duplicate_keys_are_refused() {
         assert_eq!(
             error("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  name: b\n"),
-            "t.yaml document 1: metadata: duplicate entry with key \"name\" at line 4 column 3"
+            "t.yaml document 1: metadata: duplicate key \"name\" at line 5 column 3 (kubectl refuses it too)"
         );
         assert_eq!(
             error("apiVersion: v1\nkind: Pod\nkind: Service\n"),
-            "t.yaml document 1: duplicate entry with key \"kind\" in the mapping at line 1 column 1"
+            "t.yaml document 1: duplicate key \"kind\" at line 3 column 1 (kubectl refuses it too)"
         );
     }
 
@@ -592,25 +556,6 @@ mod tests {
                 Some("chart/templates/svc.yaml")
             ]
         );
-    }
-
-    #[test]
-    fn helm_scan_agrees_with_the_parser_on_odd_layouts() {
-        for text in [
-            "",
-            "# c\n",
-            "a: 1\n",
-            "a: 1\n---\nb: 2",
-            "---\n---\n",
-            "# c\n---\na: 1\n",
-            "a: 1\n...\n---\nb: 2\n",
-            "--- # c\na: 1\n",
-            "--- {a: 1}\n--- {b: 2}\n",
-            "---\n# Source: x\n---\na: 1\n",
-        ] {
-            let text = format!("# Source: x\n{text}");
-            assert!(helm_sources(&text).is_some(), "{text:?}");
-        }
     }
 
     #[test]

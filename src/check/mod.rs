@@ -15,10 +15,18 @@
 //! [`MemoryCluster`], pods appearing in input order); what is not in the input is reported as
 //! unknown, never guessed.
 
+pub mod findings;
+pub mod helm;
 pub mod input;
+pub mod junit;
+pub mod kinds;
+pub mod load;
 pub mod lookups;
+mod object;
 pub mod output;
 pub mod request;
+pub mod sarif;
+pub mod scalar;
 pub mod template;
 pub mod yaml;
 
@@ -28,21 +36,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use json_patch::{Patch, PatchOperation};
-use kube::core::admission::AdmissionResponse;
+use json_patch::Patch;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cluster::MemoryCluster;
 use crate::config::{Config, FailureMode, Mode};
-use crate::review::{Action, Policy, Route};
+use crate::review::Policy;
+use crate::rules::Violation;
 use input::{Document, Object, Origin, Source};
+use load::Lines;
 pub use request::{Submission, Subresource, review_object};
 
 use lookups::InputCluster;
 use output::{OutputFormat, Style};
 use request::is_namespaced;
-use template::{rebase_patch, template_path, template_pod};
 
 /// Exit status when every object is admitted (possibly mutated, possibly with warnings).
 pub const EXIT_ALLOWED: u8 = 0;
@@ -64,9 +71,12 @@ pub struct CheckArgs {
         short = 'f',
         long = "filename",
         value_name = "FILE|DIR|-",
-        required = true
+        required_unless_present = "files"
     )]
     pub filenames: Vec<PathBuf>,
+    /// More manifests, as with -f: for tools that append file names, like pre-commit.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     /// Policy file (YAML), the same as `serve --config`. Without it the defaults apply.
     #[arg(long, env = "EARTHLY_WEBHOOK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -160,6 +170,13 @@ pub struct ObjectReport {
     /// The object with the patch applied.
     #[serde(skip)]
     pub mutated: Value,
+    /// The policy violations behind the denials, warnings or audit annotations, with their
+    /// rule ids.
+    #[serde(skip)]
+    pub violations: Vec<Violation>,
+    /// Where the object's fields are in its file.
+    #[serde(skip)]
+    pub lines: Lines,
 }
 
 impl ObjectReport {
@@ -232,177 +249,6 @@ fn namespace_of(obj: &Object, default: &str) -> Option<String> {
     )
 }
 
-/// The reviews made for one object, and what they answered.
-struct Reviews<'a> {
-    policy: &'a Policy,
-    cluster: &'a MemoryCluster,
-    mode: Option<Mode>,
-    warnings: Vec<String>,
-    denials: Vec<String>,
-    audit_annotations: BTreeMap<String, String>,
-    /// The patch so far, against the object as written.
-    patch: Vec<PatchOperation>,
-    patch_operations: BTreeMap<String, usize>,
-}
-
-impl<'a> Reviews<'a> {
-    fn new(policy: &'a Policy, cluster: &'a MemoryCluster, mode: Option<Mode>) -> Self {
-        Self {
-            policy,
-            cluster,
-            mode,
-            warnings: Vec::new(),
-            denials: Vec::new(),
-            audit_annotations: BTreeMap::new(),
-            patch: Vec::new(),
-            patch_operations: BTreeMap::new(),
-        }
-    }
-
-    /// Sends `object` to `action` and records the answer. Returns the patch (against `object`,
-    /// empty when there is none) when the object was admitted, `None` when it was refused.
-    async fn send(
-        &mut self,
-        action: Action,
-        object: &Value,
-        namespace: Option<&str>,
-    ) -> Option<Patch> {
-        let route = Route {
-            action,
-            mode: self.mode,
-        };
-        let submission = Submission::create(object, namespace);
-        let reviewed = match review_object(self.policy, self.cluster, route, &submission).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.denials.push(e.to_string());
-                return None;
-            }
-        };
-        let response: &AdmissionResponse = reviewed.response();
-        self.warnings
-            .extend(response.warnings.iter().flatten().cloned());
-        self.audit_annotations.extend(
-            response
-                .audit_annotations
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        if !response.allowed {
-            self.denials.push(response.result.message.clone());
-            return None;
-        }
-        for (rule, n) in &reviewed.summary.patch_operations {
-            *self
-                .patch_operations
-                .entry(rule.as_str().to_owned())
-                .or_default() += n;
-        }
-        match &response.patch {
-            None => Some(Patch::default()),
-            Some(bytes) => match serde_json::from_slice::<Patch>(bytes) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    self.denials.push(format!(
-                        "the webhook returned a patch that is not a JSON patch: {e}"
-                    ));
-                    None
-                }
-            },
-        }
-    }
-}
-
-/// Runs one object through the reviews the apiserver would make (see the module docs).
-async fn check_object(
-    policy: &Policy,
-    cluster: &MemoryCluster,
-    mode: Option<Mode>,
-    obj: &Object,
-    namespace: Option<&str>,
-) -> ObjectReport {
-    let mut reviews = Reviews::new(policy, cluster, mode);
-    if obj.api_version == "v1" && obj.kind == "Pod" {
-        if let Some(patch) = reviews.send(Action::Mutate, &obj.value, namespace).await {
-            let mut pod = obj.value.clone();
-            match json_patch::patch(&mut pod, &patch) {
-                Ok(()) => {
-                    reviews.patch.extend(patch.0);
-                    reviews.send(Action::Validate, &pod, namespace).await;
-                }
-                Err(e) => reviews
-                    .denials
-                    .push(format!("the webhook's patch does not apply: {e}")),
-            }
-        }
-    } else {
-        let admitted = reviews
-            .send(Action::Validate, &obj.value, namespace)
-            .await
-            .is_some();
-        let pod_namespace = namespace.unwrap_or(DEFAULT_NAMESPACE);
-        if admitted
-            && let Some(path) = template_path(&obj.api_version, &obj.kind)
-            && let Some(pod) = template_pod(obj, path, pod_namespace)
-            && let Some(patch) = reviews
-                .send(Action::Mutate, &pod, Some(pod_namespace))
-                .await
-        {
-            let template = obj.value.pointer(path).unwrap_or(&Value::Null);
-            match rebase_patch(patch, path, template) {
-                Ok(p) => reviews.patch.extend(p.0),
-                Err(e) => reviews.denials.push(e),
-            }
-        }
-    }
-
-    let patch = Patch(reviews.patch);
-    let mut mutated = obj.value.clone();
-    if let Err(e) = json_patch::patch(&mut mutated, &patch) {
-        reviews.denials.push(format!(
-            "the webhook's patch does not apply to the manifest: {e}"
-        ));
-        mutated = obj.value.clone();
-    }
-    let verdict = if !reviews.denials.is_empty() {
-        Outcome::Denied
-    } else if !patch.0.is_empty() {
-        Outcome::Mutated
-    } else {
-        Outcome::Allowed
-    };
-    let name = match (&obj.metadata.name, &obj.metadata.generate_name) {
-        (Some(n), _) if !n.is_empty() => n.clone(),
-        (_, Some(g)) => format!("{g}*"),
-        _ => String::new(),
-    };
-    tracing::debug!(
-        kind = %obj.kind,
-        namespace = namespace.unwrap_or(""),
-        name = %name,
-        verdict = verdict.as_str(),
-        "checked"
-    );
-    ObjectReport {
-        origin: obj.origin.clone(),
-        api_version: obj.api_version.clone(),
-        kind: obj.kind.clone(),
-        namespace: namespace.map(str::to_owned),
-        name,
-        verdict,
-        warnings: reviews.warnings,
-        denials: reviews.denials,
-        audit_annotations: reviews.audit_annotations,
-        patch_operations: if patch.0.is_empty() {
-            BTreeMap::new()
-        } else {
-            reviews.patch_operations
-        },
-        patch,
-        mutated,
-    }
-}
-
 /// Checks every object of the documents, in order.
 pub async fn check_documents(
     policy: &Policy,
@@ -418,7 +264,9 @@ pub async fn check_documents(
     let mut reports = Vec::with_capacity(objects.len());
     for (index, (obj, namespace)) in objects.iter().enumerate() {
         let view = cluster.before(index);
-        reports.push(check_object(policy, view, options.mode, obj, namespace.as_deref()).await);
+        reports.push(
+            object::check_object(policy, view, options.mode, obj, namespace.as_deref()).await,
+        );
     }
     Report {
         mode: options.mode.unwrap_or(policy.config().policy.default_mode),
@@ -459,7 +307,12 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_INPUT_ERROR);
         }
     };
-    let sources: Vec<Source> = args.filenames.iter().map(|p| Source::from_arg(p)).collect();
+    let sources: Vec<Source> = args
+        .filenames
+        .iter()
+        .chain(&args.files)
+        .map(|p| Source::from_arg(p))
+        .collect();
     let documents = match input::read_sources(&sources, &mut std::io::stdin().lock()) {
         Ok(d) => d,
         Err(errors) => {
@@ -482,6 +335,8 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             &output::text(&report, Style::detect(stdout.is_terminal())),
         ),
         OutputFormat::Json => emit(&mut stdout.lock(), &output::json(&report)),
+        OutputFormat::Sarif => emit(&mut stdout.lock(), &sarif::sarif(&report)),
+        OutputFormat::Junit => emit(&mut stdout.lock(), &junit::junit(&report)),
         OutputFormat::Yaml | OutputFormat::Patch => {
             let data = if args.output == OutputFormat::Yaml {
                 output::yaml(&report)

@@ -1,5 +1,5 @@
-//! The four ways `check` prints a [`Report`]: a text report for people, the mutated manifests,
-//! the JSON patches, and a JSON report for machines.
+//! The ways `check` prints a [`Report`]: a text report for people, the mutated manifests, the
+//! JSON patches, a JSON report for machines; SARIF and JUnit are in their own modules.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -21,6 +21,10 @@ pub enum OutputFormat {
     Json,
     /// The JSON patch of each mutated object.
     Patch,
+    /// SARIF 2.1.0, for code scanning (GitHub's upload-sarif): a result per finding, at its line.
+    Sarif,
+    /// JUnit XML, for CI test reports (GitLab, Jenkins): a test case per object.
+    Junit,
 }
 
 /// Whether to colour the text report.
@@ -220,6 +224,7 @@ mod tests {
                 document: 2,
                 item: Some(3),
                 helm_source: Some("chart/templates/job.yaml".to_owned()),
+                line: Some(7),
             },
             api_version: "batch/v1".to_owned(),
             kind: "Job".to_owned(),
@@ -232,6 +237,8 @@ mod tests {
             patch: json_patch::Patch::default(),
             patch_operations: BTreeMap::new(),
             mutated: Value::Null,
+            violations: Vec::new(),
+            lines: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::cluster::WorkloadKind;
 use crate::cluster::{ClusterView, LookupError};
 use crate::config::FailureMode;
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{MoveOperation, RemoveOperation};
+use json_patch::{MoveOperation, PatchOperation, RemoveOperation};
 use serde_json::json;
 
 /// The policy the command runs with (the defaults, lookups the input cannot answer warn).
@@ -330,17 +330,13 @@ async fn audit_mode_records_the_annotation_silently() {
     assert!(job.audit_annotations["role-annotation"].starts_with("Pod ci/j-*:"));
 }
 
-#[tokio::test]
-async fn unreadable_pod_is_denied_with_the_field() {
+#[test]
+fn a_pod_that_is_not_a_pod_is_an_input_error_not_a_denial() {
     let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: e\n    image: earthly/earthly\n    env: NO_DOCKER=1\n";
-    let report = check(yaml, &CheckOptions::default()).await;
-    let pod = &report.objects[0];
-    assert_eq!(pod.verdict, Outcome::Denied);
-    assert!(
-        pod.denials[0]
-            .starts_with("cannot read Pod default/p: spec.containers[0].env: invalid type"),
-        "{:?}",
-        pod.denials
+    let error = input::parse_documents("t.yaml", yaml).expect_err("not a Pod");
+    assert_eq!(
+        error.to_string(),
+        "t.yaml document 1: Pod p: cannot be read as a v1 Pod: spec.containers[0].env: invalid type: string \"NO_DOCKER=1\", expected a sequence"
     );
 }
 
@@ -402,11 +398,11 @@ spec:
 ---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: off, namespace: ci}
+metadata: {name: 'off', namespace: ci}
 spec:
   replicas: 0
   template:
-    metadata: {labels: {app: off}}
+    metadata: {labels: {app: 'off'}}
     spec:
       containers: [{name: b, image: earthly/buildkitd}]
 ---

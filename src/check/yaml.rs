@@ -1,229 +1,40 @@
-//! A YAML writer for manifests that `kubectl` reads back exactly. kubectl parses YAML 1.1, where
-//! `yes`, `on`, `n` and friends are booleans and `1:20` is a number; serde_yaml_ng writes YAML
-//! 1.2 and leaves those plain, which would turn `value: "on"` into `value: true` on the way to
-//! the cluster. Here any string that could read as anything but itself is quoted; keys keep
-//! their order, lists sit at their key's indentation like `kubectl get -o yaml`.
+//! Writing manifests that `kubectl` reads back exactly. kubectl parses YAML 1.1 (go-yaml v2),
+//! where `yes`, `on`, `n` are booleans and `0755` is a number; serde-saphyr's writer quotes
+//! every string a YAML 1.1 reader would take for something else (its default, `yaml_12: false`).
+//! The tests read the output back with [`super::load`], the reader that types scalars as
+//! kubectl does.
 
 use serde_json::Value;
 
-/// The document as block YAML, ending in a newline.
+/// The document as block YAML, ending in a newline; sequences sit at their key's indentation,
+/// like `kubectl get -o yaml`.
 pub fn to_string(value: &Value) -> String {
-    let mut out = String::new();
-    match value {
-        Value::Object(m) if !m.is_empty() => write_map(&mut out, m, 0, false),
-        Value::Array(a) if !a.is_empty() => write_seq(&mut out, a, 0, false),
-        scalar => {
-            write_scalar(&mut out, scalar, 2);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn indent(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n(' ', n));
-}
-
-/// A mapping at `level`; `inline` when its first key follows a `- ` already written.
-fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usize, inline: bool) {
-    for (i, (key, value)) in map.iter().enumerate() {
-        if !(inline && i == 0) {
-            indent(out, level);
-        }
-        write_string(out, key, level + 2, false);
-        out.push(':');
-        write_child(out, value, level);
-    }
-}
-
-/// A sequence whose dashes sit at `level`; `inline` when the first dash follows a `- `.
-fn write_seq(out: &mut String, seq: &[Value], level: usize, inline: bool) {
-    for (i, item) in seq.iter().enumerate() {
-        if !(inline && i == 0) {
-            indent(out, level);
-        }
-        out.push_str("- ");
-        match item {
-            Value::Object(m) if !m.is_empty() => write_map(out, m, level + 2, true),
-            Value::Array(a) if !a.is_empty() => write_seq(out, a, level + 2, true),
-            scalar => {
-                write_scalar(out, scalar, level + 2);
-                out.push('\n');
-            }
-        }
-    }
-}
-
-/// The value of a key written at `level`, after its colon.
-fn write_child(out: &mut String, value: &Value, level: usize) {
-    match value {
-        Value::Object(m) if !m.is_empty() => {
-            out.push('\n');
-            write_map(out, m, level + 2, false);
-        }
-        Value::Array(a) if !a.is_empty() => {
-            out.push('\n');
-            write_seq(out, a, level, false);
-        }
-        scalar => {
-            out.push(' ');
-            write_scalar(out, scalar, level + 2);
-            out.push('\n');
-        }
-    }
-}
-
-/// A scalar (or an empty collection); `block_indent` is where a literal block's lines go.
-fn write_scalar(out: &mut String, value: &Value, block_indent: usize) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => write_string(out, s, block_indent, true),
-        Value::Array(_) => out.push_str("[]"),
-        Value::Object(_) => out.push_str("{}"),
-    }
-}
-
-fn write_string(out: &mut String, s: &str, block_indent: usize, allow_block: bool) {
-    if is_plain_safe(s) {
-        out.push_str(s);
-    } else if allow_block && is_block_safe(s) {
-        write_block(out, s, block_indent);
-    } else {
-        write_quoted(out, s);
-    }
-}
-
-/// A double-quoted scalar; everything YAML does not print as itself is escaped.
-fn write_quoted(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if is_special_char(c) || !is_printable(c) => {
-                let n = u32::from(c);
-                if n <= 0xFFFF {
-                    out.push_str(&format!("\\u{n:04X}"));
-                } else {
-                    out.push_str(&format!("\\U{n:08X}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// YAML's printable set (spec 1.2, production 1), less what `is_special_char` already covers.
-fn is_printable(c: char) -> bool {
-    matches!(u32::from(c), 0x20..=0x7E | 0xA0..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
-}
-
-/// Multi-line text (scripts, config files) as a literal block, which keeps it readable.
-fn write_block(out: &mut String, s: &str, block_indent: usize) {
-    let body = s.trim_end_matches('\n');
-    let trailing = s.len() - body.len();
-    out.push_str(match trailing {
-        0 => "|-",
-        1 => "|",
-        _ => "|+",
-    });
-    for line in body
-        .split('\n')
-        .chain(std::iter::repeat_n("", trailing.saturating_sub(1)))
-    {
-        out.push('\n');
-        if !line.is_empty() {
-            indent(out, block_indent);
-            out.push_str(line);
-        }
-    }
-}
-
-/// Words YAML 1.1 (kubectl) or 1.2 reads as booleans or null; compared case-insensitively,
-/// which covers every spelling either version accepts.
-const NOT_STRINGS: &[&str] = &[
-    "y", "yes", "n", "no", "true", "false", "on", "off", "null", "~",
-];
-
-/// Kubernetes quantities (`500m`, `1Gi`) begin with a digit but read as strings in every YAML
-/// version; everything else that begins like a number is quoted.
-fn is_quantity(s: &str) -> bool {
-    const SUFFIXES: &[&str] = &[
-        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P",
-    ];
-    SUFFIXES.iter().any(|suffix| {
-        s.strip_suffix(suffix).is_some_and(|number| {
-            let mut parts = number.splitn(2, '.');
-            let whole = parts.next().unwrap_or_default();
-            let fraction = parts.next();
-            !whole.is_empty()
-                && whole.bytes().all(|b| b.is_ascii_digit())
-                && fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
-        })
-    })
-}
-
-/// Characters never written bare: controls, and those YAML 1.1 reads as line breaks or drops.
-fn is_special_char(c: char) -> bool {
-    c.is_control()
-        || !is_printable(c)
-        || matches!(c, '\u{feff}' | '\u{85}' | '\u{2028}' | '\u{2029}')
-}
-
-/// Whether `s` can be written bare and still read back as this very string.
-fn is_plain_safe(s: &str) -> bool {
-    let Some(first) = s.chars().next() else {
-        return false;
+    let options = serde_saphyr::ser_options! {
+        // Multi-line text (scripts, config files) as literal blocks, which keep it readable...
+        prefer_block_scalars: true,
+        // ...but never folded: a long command line stays on one line, as it was written.
+        folded_wrap_chars: usize::MAX,
     };
-    let second = s.chars().nth(1);
-    let lower = s.to_ascii_lowercase();
-    let numberish = first.is_ascii_digit()
-        || (matches!(first, '+' | '-' | '.') && second.is_some_and(|c| c.is_ascii_digit()))
-        || matches!(lower.as_str(), ".inf" | "+.inf" | "-.inf" | ".nan");
-    !(s.trim() != s
-        || s.chars().any(is_special_char)
-        || NOT_STRINGS.contains(&lower.as_str())
-        || matches!(s, "<<" | "=")
-        || (numberish && !is_quantity(s))
-        // Indicators that start something other than a plain scalar. A dash is fine before a
-        // non-space (`--flag`), as long as it does not start a document marker.
-        || "?:,[]{}#&*!|>'\"%@`<".contains(first)
-        || (first == '-' && (second.is_none_or(|c| c == ' ') || s.starts_with("---")))
-        || s.contains(": ")
-        || s.contains(" #")
-        || s.ends_with(':'))
-}
-
-/// Whether `s` can be a literal block: several lines, none with trailing blanks, no control
-/// characters, and a first line that does not start with a space (which would need an
-/// explicit indentation indicator).
-fn is_block_safe(s: &str) -> bool {
-    let body = s.trim_end_matches('\n');
-    s.contains('\n')
-        && !body.is_empty()
-        && !body.starts_with([' ', '\n'])
-        && !body.chars().any(|c| c != '\n' && is_special_char(c))
-        && body.split('\n').all(|l| l.trim_end() == l)
+    // A serde_json::Value has string keys and finite numbers: serialising it cannot fail.
+    let mut text = serde_saphyr::to_string_with_options(value, options).unwrap_or_default();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde::Deserialize;
     use serde_json::json;
 
+    /// The output read back as kubectl reads it.
     fn round_trip(v: &Value) -> Value {
         let text = to_string(v);
-        let yaml = serde_yaml_ng::Value::deserialize(serde_yaml_ng::Deserializer::from_str(&text))
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        serde_json::to_value(yaml).expect("json")
+        let mut docs = crate::check::load::load(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+        assert_eq!(docs.len(), 1, "{text}");
+        docs.remove(0).value
     }
 
     #[test]
@@ -296,6 +107,19 @@ spec:
             "0.5.20",
             "2026-11-22T14:20:31Z",
             "<<",
+        ] {
+            assert_ne!(
+                to_string(&json!({"k": s})),
+                format!("k: {s}\n"),
+                "{s:?} must be quoted"
+            );
+            assert_eq!(round_trip(&json!({"k": s})), json!({"k": s}), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn indicators_read_back_as_written() {
+        for s in [
             "=",
             "a: b",
             "a #b",
@@ -323,7 +147,6 @@ spec:
             ":x",
             ",x",
         ] {
-            assert!(!is_plain_safe(s), "{s:?} must be quoted");
             assert_eq!(round_trip(&json!({"k": s})), json!({"k": s}), "{s:?}");
         }
     }
@@ -345,7 +168,11 @@ spec:
             "github.com/earthly/ci-example-project:main+build",
             "a,b",
         ] {
-            assert!(is_plain_safe(s), "{s:?} should stay plain");
+            assert_eq!(
+                to_string(&json!({"k": s})),
+                format!("k: {s}\n"),
+                "{s:?} should stay plain"
+            );
         }
     }
 
@@ -355,7 +182,7 @@ spec:
         let text = to_string(&v);
         assert_eq!(
             text,
-            "script: |\n  set -e\n  earthly +build\nkeep: |+\n  a\n\nstrip: |-\n  a\n  b\nindented: \"  a\\nb\"\n"
+            "script: |\n  set -e\n  earthly +build\nkeep: |+\n  a\n\nstrip: |-\n  a\n  b\nindented: |2-\n    a\n  b\n"
         );
         assert_eq!(round_trip(&v), v);
     }
