@@ -3,6 +3,7 @@
 //! Data flows one way: bytes -> [`review`] -> ([`detect`] -> [`mutate`] | [`validate`]) ->
 //! response -> bytes. The decision modules know nothing of HTTP, the CLI or the kube client.
 
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;
