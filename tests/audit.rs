@@ -13,6 +13,7 @@ use earthly_webhook::check::input::Document;
 use earthly_webhook::check::{self, CheckOptions};
 use earthly_webhook::config::Mode;
 use earthly_webhook::review::Policy;
+use http_body_util::BodyExt as _;
 use hyper::{Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -65,18 +66,55 @@ fn recorded(uri: &str) -> (u16, Value) {
     (200, fixture(file))
 }
 
-type Answer = Box<dyn FnMut(&str) -> (u16, Value) + Send>;
+/// One request the fake apiserver received.
+#[derive(Debug, Clone)]
+struct Call {
+    method: String,
+    uri: String,
+    content_type: String,
+    body: Vec<u8>,
+}
 
-/// A fake apiserver: answers every request with `answer` and logs its URI.
-fn apiserver(mut answer: Answer) -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+type Answer = Box<dyn FnMut(&Call) -> (u16, Value) + Send>;
+
+/// Answers GETs from the recording, anything else with `other`.
+fn recorded_or(mut other: impl FnMut(&Call) -> (u16, Value) + Send + 'static) -> Answer {
+    Box::new(move |call: &Call| {
+        if call.method == "GET" && !call.uri.contains("policyreports") {
+            recorded(&call.uri)
+        } else {
+            other(call)
+        }
+    })
+}
+
+/// A fake apiserver: answers every request with `answer` and logs it.
+fn apiserver(mut answer: Answer) -> (kube::Client, Arc<Mutex<Vec<Call>>>) {
     let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
     let log = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&log);
     tokio::spawn(async move {
         while let Some((request, send)) = handle.next_request().await {
-            let uri = request.uri().to_string();
-            seen.lock().expect("log").push(uri.clone());
-            let (status, body) = answer(&uri);
+            let (parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .expect("request body")
+                .to_bytes()
+                .to_vec();
+            let call = Call {
+                method: parts.method.to_string(),
+                uri: parts.uri.to_string(),
+                content_type: parts
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                body,
+            };
+            let (status, body) = answer(&call);
+            seen.lock().expect("log").push(call);
             let response = Response::builder()
                 .status(StatusCode::from_u16(status).expect("status"))
                 .header("content-type", "application/json")
@@ -108,8 +146,16 @@ fn policy() -> Policy {
 }
 
 async fn scan_with(answer: Answer) -> (Result<Vec<NamespaceAudit>, AuditError>, Vec<String>) {
+    let (result, calls) = scan_calls(answer, &options()).await;
+    (result, calls.into_iter().map(|c| c.uri).collect())
+}
+
+async fn scan_calls(
+    answer: Answer,
+    options: &ScanOptions,
+) -> (Result<Vec<NamespaceAudit>, AuditError>, Vec<Call>) {
     let (client, log) = apiserver(answer);
-    let result = audit::scan(client, &policy(), &options()).await;
+    let result = audit::scan(client, &policy(), options).await;
     let log = log.lock().expect("log").clone();
     (result, log)
 }
@@ -124,7 +170,7 @@ fn find<'a>(scan: &'a [NamespaceAudit], kind: &str) -> &'a judge::Audited {
 
 #[tokio::test]
 async fn finds_what_breaks_the_policy_in_the_recorded_namespace() {
-    let (scan, _) = scan_with(Box::new(recorded)).await;
+    let (scan, _) = scan_with(Box::new(|c: &Call| recorded(&c.uri))).await;
     let scan = scan.expect("scan");
     assert_eq!(scan.len(), 1);
     assert_eq!((scan[0].name.as_str(), scan[0].mode), (NS, Mode::Enforce));
@@ -157,7 +203,7 @@ async fn finds_what_breaks_the_policy_in_the_recorded_namespace() {
 
 #[tokio::test]
 async fn pods_are_read_page_by_page_with_the_continue_token() {
-    let (scan, log) = scan_with(Box::new(recorded)).await;
+    let (scan, log) = scan_with(Box::new(|c: &Call| recorded(&c.uri))).await;
     scan.expect("scan");
     let token = fixture("pods-list-page1-limit2.json")["metadata"]["continue"]
         .as_str()
@@ -179,9 +225,10 @@ async fn pods_are_read_page_by_page_with_the_continue_token() {
 
 #[tokio::test]
 async fn an_expired_continue_token_rereads_the_namespace_from_the_start() {
-    let (plain, _) = scan_with(Box::new(recorded)).await;
+    let (plain, _) = scan_with(Box::new(|c: &Call| recorded(&c.uri))).await;
     let mut expired_once = false;
-    let (retried, log) = scan_with(Box::new(move |uri: &str| {
+    let (retried, log) = scan_with(Box::new(move |c: &Call| {
+        let uri = c.uri.as_str();
         if uri.contains("/pods?") && uri.contains("continue=") && !expired_once {
             expired_once = true;
             return (410, gone());
@@ -200,7 +247,8 @@ async fn an_expired_continue_token_rereads_the_namespace_from_the_start() {
 
 #[tokio::test]
 async fn a_continue_token_that_keeps_expiring_is_an_error_not_a_short_list() {
-    let (scan, _) = scan_with(Box::new(|uri: &str| {
+    let (scan, _) = scan_with(Box::new(|c: &Call| {
+        let uri = c.uri.as_str();
         if uri.contains("continue=") {
             return (410, gone());
         }
@@ -218,7 +266,8 @@ async fn a_continue_token_that_keeps_expiring_is_an_error_not_a_short_list() {
 
 #[tokio::test]
 async fn a_403_names_the_verb_and_resource_refused() {
-    let (scan, _) = scan_with(Box::new(|uri: &str| {
+    let (scan, _) = scan_with(Box::new(|c: &Call| {
+        let uri = c.uri.as_str();
         if uri.contains("/pods?") {
             return (403, fixture("pods-list-forbidden-403.json"));
         }
@@ -234,7 +283,8 @@ async fn a_403_names_the_verb_and_resource_refused() {
 
 #[tokio::test]
 async fn a_400_is_reported_with_the_apiservers_message() {
-    let (scan, _) = scan_with(Box::new(|uri: &str| {
+    let (scan, _) = scan_with(Box::new(|c: &Call| {
+        let uri = c.uri.as_str();
         if uri.contains("continue=") {
             return (400, fixture("pods-list-bad-continue-400.json"));
         }
@@ -283,7 +333,7 @@ fn read_as_manifests() -> Vec<Document> {
 
 #[tokio::test]
 async fn audit_and_check_give_the_same_verdicts_and_warnings() {
-    let (scan, _) = scan_with(Box::new(recorded)).await;
+    let (scan, _) = scan_with(Box::new(|c: &Call| recorded(&c.uri))).await;
     let scan = scan.expect("scan");
     let audit_json: Value = serde_json::from_str(&output::json(&scan)).expect("audit json");
     let options = CheckOptions {
@@ -349,7 +399,7 @@ fn strict_crd_schema() -> Value {
 
 #[tokio::test]
 async fn policy_reports_validate_against_the_crd_schema() {
-    let (scan, _) = scan_with(Box::new(recorded)).await;
+    let (scan, _) = scan_with(Box::new(|c: &Call| recorded(&c.uri))).await;
     let scan = scan.expect("scan");
     let validator = jsonschema::validator_for(&strict_crd_schema()).expect("schema compiles");
     let reports = output::policy_reports(&scan, std::time::SystemTime::now());
@@ -382,7 +432,7 @@ async fn policy_reports_validate_against_the_crd_schema() {
 
 #[tokio::test]
 async fn text_report_matches_the_golden_file() {
-    let (scan, _) = scan_with(Box::new(recorded)).await;
+    let (scan, _) = scan_with(Box::new(|c: &Call| recorded(&c.uri))).await;
     let text = output::text(&scan.expect("scan"));
     let golden =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/audit_capture_text.txt");
@@ -392,4 +442,106 @@ async fn text_report_matches_the_golden_file() {
     let expected =
         std::fs::read_to_string(&golden).expect("golden file (UPDATE_GOLDEN=1 writes it)");
     assert_eq!(text, expected);
+}
+
+fn report_list(namespaces: &[&str]) -> Value {
+    let items: Vec<Value> = namespaces
+        .iter()
+        .map(|ns| {
+            json!({"metadata": {"name": "earthly-webhook", "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": "earthly-webhook"}}})
+        })
+        .collect();
+    json!({"apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReportList",
+        "metadata": {"resourceVersion": "500"}, "items": items})
+}
+
+fn writing() -> ScanOptions {
+    ScanOptions {
+        write_reports: true,
+        ..options()
+    }
+}
+
+#[tokio::test]
+async fn write_reports_applies_one_report_per_namespace_and_deletes_stale_ones() {
+    let answer = recorded_or(|call: &Call| match call.method.as_str() {
+        "GET" => (200, report_list(&[NS, "left-the-scope"])),
+        "PATCH" => (
+            200,
+            serde_json::from_slice(&call.body).expect("applied JSON"),
+        ),
+        _ => (
+            200,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        ),
+    });
+    let (scan, calls) = scan_calls(answer, &writing()).await;
+    scan.expect("scan");
+    let writes: Vec<(&str, &str)> = calls
+        .iter()
+        .filter(|c| c.uri.contains("policyreports"))
+        .map(|c| (c.method.as_str(), c.uri.as_str()))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            (
+                "GET",
+                "/apis/wgpolicyk8s.io/v1alpha2/policyreports?&labelSelector=app.kubernetes.io%2Fmanaged-by%3Dearthly-webhook&limit=2"
+            ),
+            (
+                "PATCH",
+                "/apis/wgpolicyk8s.io/v1alpha2/namespaces/ci-audit-capture/policyreports/earthly-webhook?&force=true&fieldManager=earthly-webhook"
+            ),
+            (
+                "DELETE",
+                "/apis/wgpolicyk8s.io/v1alpha2/namespaces/left-the-scope/policyreports/earthly-webhook?"
+            ),
+        ]
+    );
+    let patch = calls.iter().find(|c| c.method == "PATCH").expect("apply");
+    assert_eq!(patch.content_type, "application/apply-patch+yaml");
+    let applied: Value = serde_json::from_slice(&patch.body).expect("JSON");
+    assert_eq!(applied["kind"], "PolicyReport");
+    assert_eq!(applied["metadata"]["namespace"], NS);
+    // The whole results list is applied (results that no longer hold are gone from it): the
+    // Deployment's violation and mutation, the CronJob's mutation, the HPA's violation and the
+    // Service's pass.
+    let results: Vec<(&str, &str)> = applied["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["resources"][0]["kind"].as_str().unwrap_or(""),
+                r["result"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("Deployment", "fail"),
+            ("Deployment", "warn"),
+            ("CronJob", "warn"),
+            ("HorizontalPodAutoscaler", "fail"),
+            ("Service", "pass")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn write_reports_without_the_crd_says_how_to_install_it() {
+    let not_found = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "the server could not find the requested resource", "reason": "NotFound",
+        "details": {}, "code": 404});
+    let answer = recorded_or(move |_: &Call| (404, not_found.clone()));
+    let (scan, calls) = scan_calls(answer, &writing()).await;
+    let error = scan.expect_err("no CRD").to_string();
+    assert!(error.contains("PolicyReport CRD"), "{error}");
+    assert!(error.contains("audit.installCRD=true"), "{error}");
+    assert!(error.contains("kubectl apply -f"), "{error}");
+    // Checked before anything is read.
+    assert_eq!(calls.len(), 1, "{calls:#?}");
 }
