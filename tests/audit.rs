@@ -545,3 +545,51 @@ async fn write_reports_without_the_crd_says_how_to_install_it() {
     // Checked before anything is read.
     assert_eq!(calls.len(), 1, "{calls:#?}");
 }
+
+fn audit_command(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_earthly-webhook"))
+        .arg("audit")
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn an_unreadable_kubeconfig_exits_2_naming_it() {
+    let out = audit_command(&["--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: --kubeconfig /nonexistent/kubeconfig: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_apiserver_exits_2_naming_the_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Port 1 on localhost: nothing listens, the connection is refused at once.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1'}\n\
+         contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {}\n",
+    )
+    .expect("write kubeconfig");
+    let out = audit_command(&["--kubeconfig", kubeconfig.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: cannot list namespaces: "),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn namespace_and_all_namespaces_are_a_usage_error() {
+    let out = audit_command(&["-n", "ci", "--all-namespaces"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
