@@ -162,11 +162,7 @@ fn main() -> ExitCode {
     };
     let options = ScanOptions {
         requested: Requested::Selected,
-        selector: Selector {
-            opt_in: ("earthly.dev/webhook".to_owned(), "enabled".to_owned()),
-            mode_label: "earthly.dev/policy".to_owned(),
-            excluded: Vec::new(),
-        },
+        selector: Selector::default(),
         page_size: u32::try_from(page_size).unwrap_or(500),
         write_reports: false,
         progress: false,

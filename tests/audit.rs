@@ -130,9 +130,8 @@ fn options() -> ScanOptions {
     ScanOptions {
         requested: Requested::Selected,
         selector: Selector {
-            opt_in: ("earthly.dev/webhook".to_owned(), "enabled".to_owned()),
-            mode_label: "earthly.dev/policy".to_owned(),
             excluded: vec!["earthly-webhook".to_owned()],
+            ..Selector::default()
         },
         // The page size of the recorded pod pages.
         page_size: 2,

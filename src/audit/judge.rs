@@ -57,15 +57,18 @@ fn controller_kind(obj: &Value) -> Option<&str> {
 
 /// Whether the object is judged itself. A controller's pods are judged through its template,
 /// a Deployment's ReplicaSets through the Deployment and a CronJob's Jobs through the CronJob,
-/// so one broken template is one finding, not one per copy.
+/// so one broken template is one finding, not one per copy. Pods of a controller the audit does
+/// not read (an operator's custom resource) are judged themselves, or nothing would judge them.
 pub fn is_judged(obj: &Value) -> bool {
     !matches!(
         (
             obj.get("kind").and_then(Value::as_str),
             controller_kind(obj),
         ),
-        (Some("Pod"), Some(_))
-            | (Some("ReplicaSet"), Some("Deployment"))
+        (
+            Some("Pod"),
+            Some("ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
+        ) | (Some("ReplicaSet"), Some("Deployment"))
             | (Some("Job"), Some("CronJob"))
     )
 }
@@ -208,6 +211,7 @@ mod tests {
         ));
         assert!(is_judged(&owned("ReplicaSet", "SomethingElse")));
         assert!(is_judged(&owned("Job", "Workflow")));
+        assert!(is_judged(&owned("Pod", "Workflow")));
         let not_controller = json!({"kind": "Pod", "metadata": {"name": "p", "ownerReferences": [
             {"kind": "ReplicaSet", "name": "o", "apiVersion": "apps/v1", "uid": "u"}]}});
         assert!(is_judged(&not_controller));

@@ -24,6 +24,17 @@ pub struct Selector {
     pub excluded: Vec<String>,
 }
 
+impl Default for Selector {
+    /// The chart's defaults (`webhooks.optInLabel`, `webhooks.policyModeLabel`).
+    fn default() -> Self {
+        Self {
+            opt_in: ("earthly.dev/webhook".to_owned(), "enabled".to_owned()),
+            mode_label: "earthly.dev/policy".to_owned(),
+            excluded: Vec::new(),
+        }
+    }
+}
+
 /// What the command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requested {
@@ -136,9 +147,8 @@ mod tests {
 
     fn selector() -> Selector {
         Selector {
-            opt_in: ("earthly.dev/webhook".to_owned(), "enabled".to_owned()),
-            mode_label: "earthly.dev/policy".to_owned(),
             excluded: vec!["earthly-webhook".to_owned()],
+            ..Selector::default()
         }
     }
 
