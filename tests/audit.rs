@@ -592,3 +592,16 @@ fn namespace_and_all_namespaces_are_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
+
+#[tokio::test]
+async fn policyreport_output_is_a_yaml_stream_of_the_reports() {
+    let (scan, _) = scan_with(Box::new(|c: &Call| recorded(&c.uri))).await;
+    let scan = scan.expect("scan");
+    let now = std::time::SystemTime::now();
+    let text = output::policy_reports_yaml(&scan, now);
+    assert!(text.starts_with("---\napiVersion: wgpolicyk8s.io/v1alpha2\nkind: PolicyReport\n"));
+    let parsed: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .collect();
+    assert_eq!(parsed, output::policy_reports(&scan, now));
+}
