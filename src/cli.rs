@@ -27,7 +27,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "EARTHLY_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log level or filter directives (`info`, `earthly_webhook=debug,warn`) [default: `info`
-    /// for serve; `error` for check and certs, whose results go to stdout].
+    /// for serve; `error` for check, audit and certs, whose results go to stdout].
     #[arg(long, global = true, env = "EARTHLY_WEBHOOK_LOG_LEVEL")]
     pub log_level: Option<String>,
 }
@@ -47,6 +47,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check manifests offline: what the webhook would mutate, warn about and deny.
     Check(crate::check::CheckArgs),
+    /// Judge what already runs in the cluster by the same policy: findings, PolicyReports.
+    Audit(crate::audit::AuditArgs),
     /// Generate a CA and a serving certificate for the webhook Service, and print the caBundle.
     Certs(CertsArgs),
 }
@@ -277,7 +279,7 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let level = cli.log_level.as_deref().unwrap_or(match cli.command {
         Command::Serve(_) => "info",
-        Command::Check(_) | Command::Certs(_) => "error",
+        Command::Check(_) | Command::Audit(_) | Command::Certs(_) => "error",
     });
     let _log_guard = match init_logging(cli.log_format, level) {
         Ok(guard) => guard,
@@ -288,7 +290,7 @@ pub fn main() -> ExitCode {
     };
     let workers = match &cli.command {
         Command::Serve(args) => Some(args.worker_threads),
-        Command::Check(_) | Command::Certs(_) => None,
+        Command::Check(_) | Command::Audit(_) | Command::Certs(_) => None,
     };
     let runtime = match runtime(workers) {
         Ok(rt) => rt,
@@ -301,6 +303,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Certs(args) => certs(&args),
         Command::Check(args) => return runtime.block_on(crate::check::run(args)),
+        Command::Audit(args) => return runtime.block_on(crate::audit::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-pub use kube_client::{ConnectError, KubeCluster, TtlCache, from_environment};
+pub use kube_client::{ConnectError, KubeCluster, TtlCache, client_config, from_environment};
 pub use recording::Recording;
 
 /// Why a lookup gave no answer. The message is shown to users after "lookup failed: ".

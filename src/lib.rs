@@ -5,6 +5,7 @@
 //! and the [`cluster`] lookups) -> verdict -> bytes. The decision modules know nothing of HTTP,
 //! the CLI or the kube client.
 
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cli;

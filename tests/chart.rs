@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 
 use clap::Parser as _;
 use common::tools::find_helm;
+use earthly_webhook::audit;
 use earthly_webhook::cli::{Cli, Command as CliCommand, ServeArgs};
 use earthly_webhook::config::Config;
 use earthly_webhook::server::WEBHOOK_PATHS;
@@ -487,4 +488,117 @@ fn chart_registers_exactly_what_the_registry_judges() {
         "judged by the server but not registered by the chart: {missing:?}; registered by the \
          chart but judged by nothing: {unjudged:?}"
     );
+}
+
+/// The scheduled audit (`audit.enabled`): only in the scenarios that enable it.
+fn audit_renders() -> Vec<&'static Render> {
+    let Some(renders) = renders() else {
+        return Vec::new();
+    };
+    for render in renders.iter().filter(|r| !r.name.starts_with("audit.")) {
+        assert_eq!(
+            objects_of(render, "CronJob").count(),
+            0,
+            "{}: audit.enabled defaults to false",
+            render.name
+        );
+    }
+    let audit: Vec<&Render> = renders
+        .iter()
+        .filter(|r| r.name.starts_with("audit."))
+        .collect();
+    assert!(!audit.is_empty(), "no audit scenario rendered");
+    audit
+}
+
+#[test]
+fn audit_cluster_role_grants_exactly_the_scans_calls() {
+    for render in audit_renders() {
+        let role = objects_of(render, "ClusterRole")
+            .find(|r| str_of(&r["metadata"]["name"], "name").ends_with("-audit"))
+            .unwrap_or_else(|| panic!("{}: no audit ClusterRole", render.name));
+        let mut granted = BTreeSet::new();
+        for rule in role["rules"].as_array().expect("rules") {
+            let list = |k: &str| -> Vec<String> {
+                rule[k]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{k} of {rule}"))
+                    .iter()
+                    .map(|v| str_of(v, k).to_owned())
+                    .collect()
+            };
+            assert!(rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none());
+            for group in list("apiGroups") {
+                for resource in list("resources") {
+                    for verb in list("verbs") {
+                        assert!(
+                            granted.insert((group.clone(), resource.clone(), verb)),
+                            "{}: duplicate grant",
+                            render.name
+                        );
+                    }
+                }
+            }
+        }
+        // `list` on the namespaces and each kind the scan reads (from the scan's own table),
+        // and the report verbs on policyreports: nothing else.
+        let mut expected = BTreeSet::new();
+        for r in std::iter::once(&audit::list::NAMESPACES).chain(audit::list::AUDITED) {
+            expected.insert((r.group().to_owned(), r.plural.to_owned(), "list".to_owned()));
+        }
+        for verb in ["get", "list", "create", "patch", "delete"] {
+            expected.insert((
+                "wgpolicyk8s.io".to_owned(),
+                "policyreports".to_owned(),
+                verb.to_owned(),
+            ));
+        }
+        assert_eq!(granted, expected, "{}", render.name);
+        let binding = objects_of(render, "ClusterRoleBinding")
+            .find(|b| b["roleRef"]["name"] == role["metadata"]["name"])
+            .unwrap_or_else(|| panic!("{}: the audit ClusterRole is not bound", render.name));
+        let cronjob = the(render, "CronJob");
+        let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(binding["subjects"][0]["name"], pod["serviceAccountName"]);
+        assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    }
+}
+
+#[test]
+fn audit_cronjob_runs_the_scan_hardened_and_never_twice_at_once() {
+    for render in audit_renders() {
+        let cronjob = the(render, "CronJob");
+        assert_eq!(cronjob["spec"]["concurrencyPolicy"], "Forbid");
+        let pod = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        let deployment = container(render);
+        assert_eq!(c["securityContext"], deployment["securityContext"]);
+        assert_eq!(c["image"], deployment["image"]);
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        let args: Vec<&str> = std::iter::once("earthly-webhook")
+            .chain(
+                c["args"]
+                    .as_array()
+                    .expect("args")
+                    .iter()
+                    .map(|a| str_of(a, "arg")),
+            )
+            .collect();
+        let cli = Cli::try_parse_from(&args)
+            .unwrap_or_else(|e| panic!("{}: the CLI refuses {args:?}: {e}", render.name));
+        let CliCommand::Audit(audit) = cli.command else {
+            panic!("{}: not the audit command: {args:?}", render.name);
+        };
+        assert!(audit.write_reports && audit.exit_zero);
+        assert_eq!(audit.exclude_namespaces, [NAMESPACE, "monitoring"]);
+        let config = audit.config.expect("--config");
+        let mounted = c["volumeMounts"][0]["mountPath"].as_str().expect("mount");
+        assert!(config.starts_with(mounted), "{}: {config:?}", render.name);
+        let crd = the(render, "CustomResourceDefinition");
+        assert_eq!(crd["metadata"]["name"], "policyreports.wgpolicyk8s.io");
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use super::template::{template_path, template_pod};
 use crate::cluster::{MemoryCluster, Workload, WorkloadKind};
 
 /// A workload as the lookups see it, when `obj` is one and reads as one.
-fn workload_of(obj: &Object, namespace: &str) -> Option<Workload> {
+pub(crate) fn workload_of(obj: &Object, namespace: &str) -> Option<Workload> {
     if !matches!(group_version(&obj.api_version).0, "apps" | "extensions") {
         return None;
     }
@@ -103,6 +103,17 @@ impl InputCluster {
         Self {
             view: base,
             pods,
+            added: 0,
+        }
+    }
+
+    /// A cluster known whole (`audit` read every object of the namespace): every lookup is
+    /// answered from `view` as it is, with nothing appearing in input order, and a miss means
+    /// the object does not exist.
+    pub fn existing(view: MemoryCluster) -> Self {
+        Self {
+            view,
+            pods: Vec::new(),
             added: 0,
         }
     }

@@ -47,7 +47,7 @@ use input::{Document, Object, Origin, Source};
 use load::Lines;
 pub use request::{Submission, Subresource, review_object};
 
-use lookups::InputCluster;
+pub use lookups::InputCluster;
 use output::{OutputFormat, Style};
 use request::is_namespaced;
 
@@ -260,19 +260,28 @@ pub async fn check_documents(
         .flat_map(|d| d.objects.iter())
         .map(|o| (o.clone(), namespace_of(o, &options.namespace)))
         .collect();
-    let mut cluster = InputCluster::new(&objects);
+    let cluster = InputCluster::new(&objects);
+    Report {
+        mode: options.mode.unwrap_or(policy.config().policy.default_mode),
+        objects: check_objects(policy, &objects, options.mode, cluster).await,
+        documents,
+    }
+}
+
+/// Checks `objects` (each with the namespace it is created in) in order, the lookups answered
+/// by `cluster`; `audit` calls this with the objects it read from a namespace.
+pub async fn check_objects(
+    policy: &Policy,
+    objects: &[(Object, Option<String>)],
+    mode: Option<Mode>,
+    mut cluster: InputCluster,
+) -> Vec<ObjectReport> {
     let mut reports = Vec::with_capacity(objects.len());
     for (index, (obj, namespace)) in objects.iter().enumerate() {
         let view = cluster.before(index);
-        reports.push(
-            object::check_object(policy, view, options.mode, obj, namespace.as_deref()).await,
-        );
+        reports.push(object::check_object(policy, view, mode, obj, namespace.as_deref()).await);
     }
-    Report {
-        mode: options.mode.unwrap_or(policy.config().policy.default_mode),
-        objects: reports,
-        documents,
-    }
+    reports
 }
 
 /// The policy `check` runs: the policy file (or the defaults) with `cluster.failureMode:
@@ -288,7 +297,7 @@ pub fn check_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
 }
 
 /// Writes to a stream; a reader that went away (`| head`) is not an error.
-fn emit(stream: &mut dyn Write, text: &str) -> Result<(), std::io::Error> {
+pub(crate) fn emit(stream: &mut dyn Write, text: &str) -> Result<(), std::io::Error> {
     match stream
         .write_all(text.as_bytes())
         .and_then(|()| stream.flush())

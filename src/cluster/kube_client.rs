@@ -46,7 +46,30 @@ pub async fn from_environment(
     kubeconfig: Option<&Path>,
     settings: &config::Cluster,
 ) -> Result<Arc<dyn ClusterView>, ConnectError> {
-    let config = match kubeconfig {
+    let config = match client_config(kubeconfig).await? {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "NO KUBERNETES API: no in-cluster service account and no kubeconfig \
+                 (KUBECONFIG, ~/.kube/config or --kubeconfig); rules that need cluster \
+                 lookups will follow cluster.failureMode"
+            );
+            return Ok(Arc::new(NoCluster));
+        }
+    };
+    tracing::info!(api = %config.cluster_url, "using the Kubernetes API for lookups");
+    let client = kube::Client::try_from(config).map_err(ConnectError::Client)?;
+    Ok(Arc::new(KubeCluster::new(client, settings)))
+}
+
+/// The client configuration `serve` and `audit` share: `kubeconfig` when given (an unusable
+/// file is an error), else what `kube::Config::infer` finds; the inner error says that none
+/// was found.
+pub async fn client_config(
+    kubeconfig: Option<&Path>,
+) -> Result<Result<kube::Config, kube::config::InferConfigError>, ConnectError> {
+    match kubeconfig {
         Some(path) => {
             let bad = |message: String| ConnectError::Kubeconfig {
                 path: path.to_owned(),
@@ -55,24 +78,11 @@ pub async fn from_environment(
             let file = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
             kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
                 .await
-                .map_err(|e| bad(e.to_string()))?
+                .map(Ok)
+                .map_err(|e| bad(e.to_string()))
         }
-        None => match kube::Config::infer().await {
-            Ok(config) => config,
-            Err(error) => {
-                tracing::warn!(
-                    %error,
-                    "NO KUBERNETES API: no in-cluster service account and no kubeconfig \
-                     (KUBECONFIG, ~/.kube/config or --kubeconfig); rules that need cluster \
-                     lookups will follow cluster.failureMode"
-                );
-                return Ok(Arc::new(NoCluster));
-            }
-        },
-    };
-    tracing::info!(api = %config.cluster_url, "using the Kubernetes API for lookups");
-    let client = kube::Client::try_from(config).map_err(ConnectError::Client)?;
-    Ok(Arc::new(KubeCluster::new(client, settings)))
+        None => Ok(kube::Config::infer().await),
+    }
 }
 
 /// Lookups against the Kubernetes API.
