@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{NodeAffinity, Toleration, Volume};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where Earthly puts its scratch data when `EARTHLY_TMP_DIR` is not set (upstream guide,
@@ -17,7 +18,7 @@ pub const DEFAULT_SCRATCH_VOLUME_NAME: &str = "earthly-tmp";
 pub const DEFAULT_MIN_STICKY_TIMEOUT_SECONDS: i32 = 600;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Config {
     /// How Earthly containers are recognised.
@@ -35,7 +36,7 @@ pub struct Config {
 /// Extra image patterns per role, for custom runner images. Patterns are globs (`*`, `?`,
 /// `[...]`, `{a,b}`) matched against the normalised image name without tag or digest,
 /// e.g. `docker.io/earthly/earthly` or `ghcr.io/acme/ci/earthly-runner`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Detection {
     /// Images that are all-in-one runners (or remote clients, when they point at a remote
@@ -46,33 +47,41 @@ pub struct Detection {
 }
 
 /// What the mutating webhook adds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Mutation {
     /// The scratch volume mounted at `EARTHLY_TMP_DIR` (default `/tmp/earthly`).
     pub scratch_volume: ScratchVolume,
     /// Sets `CNI_MTU` on Earthly containers that do not set it (needed with Calico when the
     /// cluster and CNI MTUs differ). Unset means leave it alone.
+    #[schemars(range(min = 576, max = 9216))]
     pub cni_mtu: Option<u32>,
     /// Tolerations added to Earthly pods that need privileges (each one only when an equal one
     /// is not there already), so they can land on a tainted, dedicated instance group.
+    #[schemars(schema_with = "tolerations_schema")]
     pub tolerations: Vec<Toleration>,
     /// nodeSelector entries added to privileged Earthly pods; keys the pod already sets are kept.
     pub node_selector: BTreeMap<String, String>,
     /// Node affinity set on privileged Earthly pods that state no node affinity of their own.
+    #[schemars(schema_with = "node_affinity_schema")]
     pub node_affinity: Option<NodeAffinity>,
 }
 
 /// The scratch volume.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ScratchVolume {
     /// Name of the volume added to the pod. When the pod already has a volume of that name,
     /// `-1`, `-2`, ... is appended.
+    #[schemars(
+        length(min = 1, max = 60),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Any Kubernetes volume source: `emptyDir: {sizeLimit: 50Gi}`, a generic `ephemeral`
     /// PVC template, `hostPath`, ... Default `emptyDir: {}`. Checked against the Kubernetes
     /// `Volume` schema at start-up.
+    #[schemars(schema_with = "scratch_source_schema")]
     pub source: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -88,7 +97,7 @@ impl Default for ScratchVolume {
 }
 
 /// How many buildkitd instances may serve one address.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Instances {
     /// One buildkitd per address: upstream supports nothing else.
@@ -99,13 +108,14 @@ pub enum Instances {
 }
 
 /// Rules for buildkitd workloads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Buildkitd {
     /// `single` (default) or `sticky`.
     pub instances: Instances,
     /// In sticky mode, the least `sessionAffinityConfig.clientIP.timeoutSeconds` a Service in
     /// front of buildkitd may have. It should be longer than a build.
+    #[schemars(range(min = 1, max = 86_400))]
     pub min_sticky_timeout_seconds: i32,
 }
 
@@ -119,7 +129,7 @@ impl Default for Buildkitd {
 }
 
 /// What happens to a violation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[derive(clap::ValueEnum)]
 pub enum Mode {
@@ -154,7 +164,7 @@ impl Mode {
 }
 
 /// Policy handling.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Policy {
     /// Mode for requests whose path names none (`POST /validate`, `POST /mutate`).
@@ -162,7 +172,7 @@ pub struct Policy {
 }
 
 /// What to do when a lookup against the Kubernetes API fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum FailureMode {
     /// Deny the request, saying the lookup failed and why.
@@ -173,10 +183,11 @@ pub enum FailureMode {
 }
 
 /// Lookups against the Kubernetes API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Cluster {
     /// Per-lookup timeout in milliseconds; keep it well under the webhook's `timeoutSeconds`.
+    #[schemars(range(min = 1, max = 25_000))]
     pub lookup_timeout_ms: u64,
     /// How long a lookup result is reused, in seconds (0 disables the cache).
     pub cache_ttl_seconds: u64,
@@ -196,6 +207,35 @@ impl Default for Cluster {
             failure_mode: FailureMode::Deny,
         }
     }
+}
+
+// The Kubernetes types in the file are described by name: the chart's schema generator
+// (scripts/gen-chart-docs.py) defines these shapes once for the whole chart, and fails when a
+// name has no definition. k8s-openapi's own schemas close no object and name no enum.
+fn kubernetes_ref(name: &str) -> schemars::Schema {
+    schemars::json_schema!({ "$ref": format!("#/definitions/{name}") })
+}
+
+fn tolerations_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "array", "items": kubernetes_ref("toleration") })
+}
+
+fn node_affinity_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    kubernetes_ref("nodeAffinity")
+}
+
+fn scratch_source_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    kubernetes_ref("scratchVolumeSource")
+}
+
+/// The JSON schema (draft 7) of the policy file, from these types: the chart's `config` value
+/// and editors validating a config file use it. Checks `validate` makes that a schema cannot
+/// state (a glob compiles, a volume source is one Kubernetes knows) are not in it.
+pub fn json_schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft07()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    generator.into_root_schema_for::<Config>().to_value()
 }
 
 /// Why a configuration could not be used. Messages name the file and the field.
