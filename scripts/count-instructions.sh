@@ -21,7 +21,7 @@ FIXTURE="${FIXTURE:-tests/data/admission-reviews/pod-create-earthly-all-in-one-f
 cd "$(dirname "$0")/.."
 source scripts/bench-common.sh
 need_tools valgrind:valgrind h2load:nghttp2-client openssl:openssl
-cargo build --release --bin earthly-webhook --example reference_server >&2
+cargo build --profile dist --bin earthly-webhook --example reference_server >&2
 
 work="$(mktemp -d)"
 pid=""
@@ -37,9 +37,9 @@ count() { # server requests
   local out="$work/callgrind.$1.$2"
   local cmd
   case "$1" in
-    ours) cmd=(target/release/earthly-webhook --log-format json serve --listen "127.0.0.1:$PORT"
+    ours) cmd=(target/dist/earthly-webhook --log-format json serve --listen "127.0.0.1:$PORT"
       --admin-listen "127.0.0.1:$ADMIN_PORT" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key") ;;
-    ref) cmd=(target/release/examples/reference_server "127.0.0.1:$PORT" "$work/tls.crt" "$work/tls.key") ;;
+    ref) cmd=(target/dist/examples/reference_server "127.0.0.1:$PORT" "$work/tls.crt" "$work/tls.key") ;;
   esac
   valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" >/dev/null 2>"$work/valgrind.log" &
   pid=$!

@@ -226,7 +226,7 @@ class Builder:
         if not in_config and not doc.unset and not is_map and value in ({}, []) and not (
                 set(annotation) & {"$ref", "items", "additionalProperties", "properties"}):
             raise GenError(
-                f"values.yaml: {dotted(path)}: an empty {type(value).__name__} says nothing about "
+                f"values.yaml: {dotted(path)}: an empty {'map' if value == {} else 'list'} says nothing about "
                 "what it may hold; add a `# @schema {...}` line (e.g. `{$ref: "
                 '"#/definitions/stringMap"}` or `{items: {$ref: "#/definitions/toleration"}}`)'
             )
