@@ -91,6 +91,32 @@ def merge_annotation(doc, text, where):
     doc.schema.update(fragment)
 
 
+def read_block(block, enclosing, docs):
+    """Reads the comment lines above a key (or above a blank line or the end of the file).
+    Keys set in comments only (`# name -- ...`) go straight into docs, their parent told by
+    the comment's indentation; returns the Doc of the key below."""
+    own = Doc()
+    current = own
+    for n, comment_indent, text in block:
+        unset = UNSET_KEY.match(text)
+        if text.startswith("-- ") or text == "--":
+            current = own
+            current.description.append(text[3:])
+        elif unset:
+            current = Doc()
+            current.unset = True
+            current.description.append(unset.group(3))
+            owner = tuple(k for i, k in enclosing if i < comment_indent)
+            docs[owner + (unset.group(1),)] = current
+        elif text.startswith("@schema "):
+            merge_annotation(current, text[len("@schema "):], f"values.yaml:{n}")
+        elif current.unset and re.match(r"^[A-Za-z0-9_]+:", text):
+            pass  # the commented-out example value of a key set in comments only
+        elif current.description:
+            current.description.append(text)
+    return own
+
+
 def parse_comments(lines):
     """Maps each key path (a tuple) to its Doc, in file order, keys set in comments included."""
     docs = {}
@@ -104,36 +130,19 @@ def parse_comments(lines):
             continue
         match = KEY_LINE.match(line)
         if not match:
-            block = []  # a blank line or a list item: the comments above belong to nothing
+            # A blank line or a list item: the comments above describe no key below.
+            read_block(block, stack, docs)
+            block = []
             continue
         indent, key = len(match.group(1)), match.group(2)
         enclosing = list(stack)  # before popping: a key set in a comment may end a section
         while stack and stack[-1][0] >= indent:
             stack.pop()
-        parent = tuple(k for _, k in stack)
-        own = Doc()
-        current = own
-        for n, comment_indent, text in block:
-            where = f"values.yaml:{n}"
-            unset = UNSET_KEY.match(text)
-            if text.startswith("-- ") or text == "--":
-                current = own
-                current.description.append(text[3:])
-            elif unset:
-                current = Doc()
-                current.unset = True
-                current.description.append(unset.group(3))
-                owner = tuple(k for i, k in enclosing if i < comment_indent)
-                docs[owner + (unset.group(1),)] = current
-            elif text.startswith("@schema "):
-                merge_annotation(current, text[len("@schema "):], where)
-            elif current.unset and re.match(r"^[A-Za-z0-9_]+:", text):
-                pass  # the commented-out example value of an unset key
-            elif current.description:
-                current.description.append(text)
-        docs[parent + (key,)] = own
+        docs_for_key = read_block(block, enclosing, docs)
+        docs[tuple(k for _, k in stack) + (key,)] = docs_for_key
         stack.append((indent, key))
         block = []
+    read_block(block, stack, docs)
     return docs
 
 
