@@ -9,6 +9,9 @@ use k8s_openapi::api::core::v1::{NodeAffinity, Toleration, Volume};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod schema;
+pub use schema::json_schema;
+
 /// Where Earthly puts its scratch data when `EARTHLY_TMP_DIR` is not set (upstream guide,
 /// "Setup (`earthly/earthly` Only)").
 pub const DEFAULT_SCRATCH_PATH: &str = "/tmp/earthly";
@@ -58,12 +61,12 @@ pub struct Mutation {
     pub cni_mtu: Option<u32>,
     /// Tolerations added to Earthly pods that need privileges (each one only when an equal one
     /// is not there already), so they can land on a tainted, dedicated instance group.
-    #[schemars(schema_with = "tolerations_schema")]
+    #[schemars(schema_with = "schema::tolerations")]
     pub tolerations: Vec<Toleration>,
     /// nodeSelector entries added to privileged Earthly pods; keys the pod already sets are kept.
     pub node_selector: BTreeMap<String, String>,
     /// Node affinity set on privileged Earthly pods that state no node affinity of their own.
-    #[schemars(schema_with = "node_affinity_schema")]
+    #[schemars(schema_with = "schema::node_affinity")]
     pub node_affinity: Option<NodeAffinity>,
 }
 
@@ -81,7 +84,7 @@ pub struct ScratchVolume {
     /// Any Kubernetes volume source: `emptyDir: {sizeLimit: 50Gi}`, a generic `ephemeral`
     /// PVC template, `hostPath`, ... Default `emptyDir: {}`. Checked against the Kubernetes
     /// `Volume` schema at start-up.
-    #[schemars(schema_with = "scratch_source_schema")]
+    #[schemars(schema_with = "schema::scratch_source")]
     pub source: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -207,35 +210,6 @@ impl Default for Cluster {
             failure_mode: FailureMode::Deny,
         }
     }
-}
-
-// The Kubernetes types in the file are described by name: the chart's schema generator
-// (scripts/gen-chart-docs.py) defines these shapes once for the whole chart, and fails when a
-// name has no definition. k8s-openapi's own schemas close no object and name no enum.
-fn kubernetes_ref(name: &str) -> schemars::Schema {
-    schemars::json_schema!({ "$ref": format!("#/definitions/{name}") })
-}
-
-fn tolerations_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({ "type": "array", "items": kubernetes_ref("toleration") })
-}
-
-fn node_affinity_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    kubernetes_ref("nodeAffinity")
-}
-
-fn scratch_source_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    kubernetes_ref("scratchVolumeSource")
-}
-
-/// The JSON schema (draft 7) of the policy file, from these types: the chart's `config` value
-/// and editors validating a config file use it. Checks `validate` makes that a schema cannot
-/// state (a glob compiles, a volume source is one Kubernetes knows) are not in it.
-pub fn json_schema() -> serde_json::Value {
-    let generator = schemars::generate::SchemaSettings::draft07()
-        .with(|s| s.inline_subschemas = true)
-        .into_generator();
-    generator.into_root_schema_for::<Config>().to_value()
 }
 
 /// Why a configuration could not be used. Messages name the file and the field.
