@@ -2,8 +2,8 @@
 //! captured AdmissionReview in a loop, for `valgrind --tool=callgrind` and `perf`. Instruction
 //! counts from callgrind do not depend on machine load, unlike wall-clock benchmarks.
 //!
-//! `cargo build --release --example profile_review`
-//! `valgrind --tool=callgrind target/release/examples/profile_review review 2000 [FIXTURE]`
+//! `cargo build --profile dist --example profile_review`
+//! `valgrind --tool=callgrind target/dist/examples/profile_review review 2000 [FIXTURE]`
 
 use std::process::ExitCode;
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Load benchmark: the release webhook against a bare hyper + rustls reference server, both over
+# Load benchmark: the shipped webhook (cargo profile `dist`) against a bare hyper + rustls reference server, both over
 # HTTPS with HTTP/1.1 keep-alive (how the kube-apiserver calls webhooks), driven by h2load with a
 # captured Earthly all-in-one pod review posted to /mutate (which gets a real patch back).
 #
 #   scripts/bench-load.sh                 # 4 rounds of 1, 16 and 64 connections
 #   ROUNDS=6 REQUESTS=40000 scripts/bench-load.sh
 #   WORKERS=2 REF_WORKERS=1 scripts/bench-load.sh   # runtime worker threads of each server
+#   PROFILE=release scripts/bench-load.sh            # both servers built with another profile
 #
 # The webhook runs with --worker-threads WORKERS (default: its own default, 1, which is also the
 # chart's); the reference server with TOKIO_WORKER_THREADS=REF_WORKERS (default: tokio's, one
@@ -34,6 +35,7 @@ REF_WORKERS="${REF_WORKERS:-}"
 PORT_OURS="${PORT_OURS:-18443}"
 PORT_ADMIN="${PORT_ADMIN:-18080}"
 PORT_REF="${PORT_REF:-18444}"
+PROFILE="${PROFILE:-dist}"
 FIXTURE="${FIXTURE:-tests/data/admission-reviews/pod-create-earthly-all-in-one-from-job.json}"
 
 cd "$(dirname "$0")/.."
@@ -42,9 +44,9 @@ source scripts/bench-common.sh
 
 need_tools h2load:nghttp2-client openssl:openssl
 
-cargo build --release --bin earthly-webhook --example reference_server >&2
-ours_bin="$root/target/release/earthly-webhook"
-ref_bin="$root/target/release/examples/reference_server"
+cargo build --profile "$PROFILE" --bin earthly-webhook --example reference_server >&2
+ours_bin="$root/target/$PROFILE/earthly-webhook"
+ref_bin="$root/target/$PROFILE/examples/reference_server"
 
 work="$(mktemp -d)"
 server_pid=""

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Checks charts/earthly-webhook with real tools (install them first: scripts/install-tools.sh):
+#   0. values.schema.json and README.md's values table match a fresh generation
+#      (scripts/gen-chart-docs.py --check; needs cargo, for the config schema), and the
+#      generator's own tests pass (scripts/test_gen_chart_docs.py);
 #   1. values.schema.json closes every object (additionalProperties set at every level);
 #   2. `helm lint --strict`, with the defaults and with each ci/*-values.yaml;
 #   3. `helm template` of the defaults and of each ci/*-values.yaml, for each Kubernetes version in
@@ -53,6 +56,19 @@ mkdir -p "$OUT_DIR"
 rm -f "$OUT_DIR"/*.yaml
 
 echo "== helm $("$HELM" version --short), kubernetes-validate $("$KUBERNETES_VALIDATE" --version)"
+
+# --- 0. the generated files are fresh ------------------------------------------------------
+echo "== values.schema.json and README.md are generated (scripts/gen-chart-docs.py --check)"
+if out="$("$PYTHON" "$repo_root/scripts/test_gen_chart_docs.py" 2>&1)"; then
+  ok "scripts/test_gen_chart_docs.py: the generator's own tests"
+else
+  bad "scripts/test_gen_chart_docs.py:"$'\n'"$out"
+fi
+if out="$("$PYTHON" "$repo_root/scripts/gen-chart-docs.py" --check 2>&1)"; then
+  ok "values.schema.json and README.md match a fresh generation"
+else
+  bad "generated chart files are stale or the generator failed:"$'\n'"$out"
+fi
 
 # --- 1. the schema closes every object ----------------------------------------------------
 echo "== values.schema.json"

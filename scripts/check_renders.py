@@ -38,18 +38,9 @@ EXPECTED_RBAC = [
     {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["services", "pods"], "verbs": ["list"]},
 ]
-EXPECTED_VALIDATING_RESOURCES = {
-    ("", "pods", ("CREATE",)),
-    ("apps", "deployments", ("CREATE", "UPDATE")),
-    ("apps", "statefulsets", ("CREATE", "UPDATE")),
-    ("apps", "replicasets", ("CREATE", "UPDATE")),
-    ("apps", "daemonsets", ("CREATE", "UPDATE")),
-    ("apps", "deployments/scale", ("UPDATE",)),
-    ("apps", "statefulsets/scale", ("UPDATE",)),
-    ("apps", "replicasets/scale", ("UPDATE",)),
-    ("autoscaling", "horizontalpodautoscalers", ("CREATE", "UPDATE")),
-    ("", "services", ("CREATE", "UPDATE")),
-}
+# What the webhook entries register is checked against the server's rule registry by
+# tests/chart.rs (chart_registers_exactly_what_the_registry_judges), the one contract; here only
+# that every validating entry registers the same rules.
 
 
 class Checker:
@@ -193,6 +184,7 @@ def main():
     webhook_docs = by_kind.get("MutatingWebhookConfiguration", []) + by_kind.get("ValidatingWebhookConfiguration", [])
     c.expect(webhook_docs, "no webhook configuration rendered")
     cabundles = set()
+    validating_rules = {}
     for doc in webhook_docs:
         kind = doc["kind"]
         base = "/mutate" if kind.startswith("Mutating") else "/validate"
@@ -239,10 +231,13 @@ def main():
                 c.expect(rules == {("", "pods", ("CREATE",))}, f"{where}: rules are not pods CREATE: {rules}")
                 c.expect(e.get("reinvocationPolicy") == "IfNeeded", f"{where}: reinvocationPolicy is not IfNeeded")
             else:
-                c.expect(rules == EXPECTED_VALIDATING_RESOURCES, f"{where}: rules differ: {rules ^ EXPECTED_VALIDATING_RESOURCES}")
+                validating_rules.setdefault(frozenset(rules), []).append(where)
             for mc in e.get("matchConditions", []) or []:
                 c.expect("request.resource.resource != 'pods'" in mc.get("expression", ""),
                          f"{where}: matchCondition {mc.get('name')} would also filter non-pod resources")
+
+    c.expect(len(validating_rules) <= 1,
+             f"validating entries register different rules: {list(validating_rules.values())}")
 
     # --- scenario expectations from the values file --------------------------------------
     mode = values.get("certificates", {}).get("mode", "chart")

@@ -5,6 +5,7 @@
 # binary and inputs give the same count within a fraction of a percent.
 #
 #   scripts/count-instructions.sh            # N=1000: runs of 1000 and 4000 requests
+#   PROFILE=release scripts/count-instructions.sh   # another cargo profile (default: dist)
 #
 # Each server runs under callgrind twice, once for N and once for 4N requests (h2load --h1, 16
 # keep-alive connections, the all-in-one pod review to /mutate); the difference divided by 3N
@@ -16,12 +17,13 @@ N="${N:-1000}"
 CONNS="${CONNS:-16}"
 PORT="${PORT:-18543}"
 ADMIN_PORT="${ADMIN_PORT:-18580}"
+PROFILE="${PROFILE:-dist}"
 FIXTURE="${FIXTURE:-tests/data/admission-reviews/pod-create-earthly-all-in-one-from-job.json}"
 
 cd "$(dirname "$0")/.."
 source scripts/bench-common.sh
 need_tools valgrind:valgrind h2load:nghttp2-client openssl:openssl
-cargo build --release --bin earthly-webhook --example reference_server >&2
+cargo build --profile "$PROFILE" --bin earthly-webhook --example reference_server >&2
 
 work="$(mktemp -d)"
 pid=""
@@ -37,9 +39,9 @@ count() { # server requests
   local out="$work/callgrind.$1.$2"
   local cmd
   case "$1" in
-    ours) cmd=(target/release/earthly-webhook --log-format json serve --listen "127.0.0.1:$PORT"
+    ours) cmd=(target/"$PROFILE"/earthly-webhook --log-format json serve --listen "127.0.0.1:$PORT"
       --admin-listen "127.0.0.1:$ADMIN_PORT" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key") ;;
-    ref) cmd=(target/release/examples/reference_server "127.0.0.1:$PORT" "$work/tls.crt" "$work/tls.key") ;;
+    ref) cmd=(target/"$PROFILE"/examples/reference_server "127.0.0.1:$PORT" "$work/tls.crt" "$work/tls.key") ;;
   esac
   valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" >/dev/null 2>"$work/valgrind.log" &
   pid=$!

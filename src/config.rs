@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{NodeAffinity, Toleration, Volume};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod detection;
+mod schema;
 
 pub use detection::Detection;
+pub use schema::json_schema;
 
 /// Name given to the scratch volume (a suffix is added when a volume of that name exists).
 pub const DEFAULT_SCRATCH_VOLUME_NAME: &str = "earthly-tmp";
@@ -18,7 +21,7 @@ pub const DEFAULT_SCRATCH_VOLUME_NAME: &str = "earthly-tmp";
 pub const DEFAULT_MIN_STICKY_TIMEOUT_SECONDS: i32 = 600;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Config {
     /// How Earthly containers are recognised.
@@ -34,7 +37,7 @@ pub struct Config {
 }
 
 /// What the mutating webhook adds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Mutation {
     /// The scratch volume mounted at the family's tmp-dir variable (`EARTHLY_TMP_DIR`, default
@@ -42,26 +45,34 @@ pub struct Mutation {
     pub scratch_volume: ScratchVolume,
     /// Sets `CNI_MTU` on Earthly containers that do not set it (needed with Calico when the
     /// cluster and CNI MTUs differ). Unset means leave it alone.
+    #[schemars(range(min = 576, max = 9216))]
     pub cni_mtu: Option<u32>,
     /// Tolerations added to Earthly pods that need privileges (each one only when an equal one
     /// is not there already), so they can land on a tainted, dedicated instance group.
+    #[schemars(schema_with = "schema::tolerations")]
     pub tolerations: Vec<Toleration>,
     /// nodeSelector entries added to privileged Earthly pods; keys the pod already sets are kept.
     pub node_selector: BTreeMap<String, String>,
     /// Node affinity set on privileged Earthly pods that state no node affinity of their own.
+    #[schemars(schema_with = "schema::node_affinity")]
     pub node_affinity: Option<NodeAffinity>,
 }
 
 /// The scratch volume.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ScratchVolume {
     /// Name of the volume added to the pod. When the pod already has a volume of that name,
     /// `-1`, `-2`, ... is appended.
+    #[schemars(
+        length(min = 1, max = 60),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Any Kubernetes volume source: `emptyDir: {sizeLimit: 50Gi}`, a generic `ephemeral`
     /// PVC template, `hostPath`, ... Default `emptyDir: {}`. Checked against the Kubernetes
     /// `Volume` schema at start-up.
+    #[schemars(schema_with = "schema::scratch_source")]
     pub source: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -77,7 +88,7 @@ impl Default for ScratchVolume {
 }
 
 /// How many buildkitd instances may serve one address.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Instances {
     /// One buildkitd per address: upstream supports nothing else.
@@ -88,13 +99,14 @@ pub enum Instances {
 }
 
 /// Rules for buildkitd workloads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Buildkitd {
     /// `single` (default) or `sticky`.
     pub instances: Instances,
     /// In sticky mode, the least `sessionAffinityConfig.clientIP.timeoutSeconds` a Service in
     /// front of buildkitd may have. It should be longer than a build.
+    #[schemars(range(min = 1, max = 86_400))]
     pub min_sticky_timeout_seconds: i32,
 }
 
@@ -108,7 +120,7 @@ impl Default for Buildkitd {
 }
 
 /// What happens to a violation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[derive(clap::ValueEnum, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "lowercase")]
@@ -135,7 +147,7 @@ impl Mode {
 }
 
 /// Policy handling.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Policy {
     /// Mode for requests whose path names none (`POST /validate`, `POST /mutate`).
@@ -143,7 +155,7 @@ pub struct Policy {
 }
 
 /// What to do when a lookup against the Kubernetes API fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum FailureMode {
     /// Deny the request, saying the lookup failed and why.
@@ -154,10 +166,11 @@ pub enum FailureMode {
 }
 
 /// Lookups against the Kubernetes API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Cluster {
     /// Per-lookup timeout in milliseconds; keep it well under the webhook's `timeoutSeconds`.
+    #[schemars(range(min = 1, max = 25_000))]
     pub lookup_timeout_ms: u64,
     /// How long a lookup result is reused, in seconds (0 disables the cache).
     pub cache_ttl_seconds: u64,

@@ -602,3 +602,33 @@ fn audit_cronjob_runs_the_scan_hardened_and_never_twice_at_once() {
         );
     }
 }
+
+#[test]
+fn cleanup_hook_objects_are_deleted_whether_the_hook_succeeds_or_fails() {
+    let Some(renders) = renders() else { return };
+    let mut hooks = 0;
+    for render in renders {
+        for object in &render.objects {
+            let annotations = &object["metadata"]["annotations"];
+            if annotations["helm.sh/hook"] != "pre-delete" {
+                continue;
+            }
+            hooks += 1;
+            let policy = annotations["helm.sh/hook-delete-policy"]
+                .as_str()
+                .unwrap_or_default();
+            let policies: BTreeSet<&str> = policy.split(',').collect();
+            // hook-failed: a failed uninstall must not leave the hook's ClusterRole behind.
+            for wanted in ["before-hook-creation", "hook-succeeded", "hook-failed"] {
+                assert!(
+                    policies.contains(wanted),
+                    "{}: {} {} has delete policy {policy:?}, without {wanted}",
+                    render.name,
+                    object["kind"],
+                    object["metadata"]["name"]
+                );
+            }
+        }
+    }
+    assert!(hooks > 0, "no pre-delete hook object in any scenario");
+}

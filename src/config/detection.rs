@@ -1,5 +1,6 @@
 //! The `detection` section of the policy file: extra image patterns per family and kind.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{Family, ImageKind};
@@ -9,7 +10,7 @@ use crate::detect::{Family, ImageKind};
 /// e.g. `docker.io/earthly/earthly` or `ghcr.io/acme/ci/earthly-runner`. The family decides
 /// the default scratch path and the tmp-dir variable (`/tmp/earthly` and `EARTHLY_TMP_DIR` for
 /// Earthly, `/tmp/earthbuild` and `EARTH_TMP_DIR` for EarthBuild).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Detection {
     /// Runner images of the Earthly family, like `earthly/earthly`: all-in-one runners or
