@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use common::{Options, TestServer, fixture, fixture_names, patch_of, response};
 use earthly_webhook::cluster::{
-    ClusterView, KubeCluster, LookupError, MemoryCluster, Workload, WorkloadKind,
+    ClusterView, KubeCluster, LookupError, MemoryCluster, PodQuery, Workload, WorkloadKind,
 };
 use earthly_webhook::config::Config;
 use hyper::{Request, Response};
@@ -78,18 +78,18 @@ impl ClusterView for Counting {
         self.inner.workload(kind, namespace, name).await
     }
 
-    async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError> {
-        self.count();
-        self.inner.services(namespace).await
-    }
-
-    async fn pods(
+    async fn services(
         &self,
         namespace: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Pod>, LookupError> {
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Service>, LookupError> {
         self.count();
-        self.inner.pods(namespace, selector).await
+        self.inner.services(namespace, labels).await
+    }
+
+    async fn pods(&self, namespace: &str, query: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError> {
+        self.count();
+        self.inner.pods(namespace, query).await
     }
 }
 

@@ -13,7 +13,7 @@ use kube::core::admission::{AdmissionRequest, Operation};
 use serde::Deserialize;
 
 use super::{Policy, decode, detection_violation, object};
-use crate::cluster::{ClusterView, LookupError, Workload, WorkloadKind, label_selector};
+use crate::cluster::{ClusterView, LookupError, PodQuery, Workload, WorkloadKind, label_selector};
 use crate::config::{FailureMode, Instances};
 use crate::detect::Found;
 use crate::validate::{
@@ -135,10 +135,18 @@ impl<'a> Lookups<'a> {
         Stop::Done(findings)
     }
 
-    async fn services(&self, namespace: &str) -> Result<Vec<Service>, Stop> {
+    /// The Services of `namespace` in front of pods labelled `labels`.
+    async fn services(
+        &self,
+        namespace: &str,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> Result<Vec<Service>, Stop> {
+        let Some(labels) = labels else {
+            return Ok(Vec::new());
+        };
         self.within(
             || format!("the Services of namespace {namespace}"),
-            self.cluster.services(namespace),
+            self.cluster.services(namespace, labels),
         )
         .await
     }
@@ -156,8 +164,11 @@ impl<'a> Lookups<'a> {
         .await
     }
 
-    async fn pods(
+    /// Live buildkitd pods `selector` selects. Two answer every rule, even when one of them
+    /// is the pod under review; the messages say "at least" of the rest.
+    async fn live_buildkitd(
         &self,
+        policy: &Policy,
         namespace: &str,
         selector: &BTreeMap<String, String>,
     ) -> Result<Vec<Pod>, Stop> {
@@ -167,7 +178,13 @@ impl<'a> Lookups<'a> {
                 label_selector(selector)
             )
         };
-        self.within(what, self.cluster.pods(namespace, selector))
+        let keep = |p: &Pod| buildkitd::is_live_buildkitd(&policy.detector, p);
+        let query = PodQuery {
+            selector,
+            keep: &keep,
+            enough: 2,
+        };
+        self.within(what, self.cluster.pods(namespace, &query))
             .await
     }
 }
@@ -188,7 +205,7 @@ async fn judge(
             warnings: Vec::new(),
         }),
         Instances::Sticky => {
-            let services = lookups.services(namespace).await?;
+            let services = lookups.services(namespace, labels).await?;
             Ok(demand.sticky(
                 service::fronting(&services, labels),
                 b.min_sticky_timeout_seconds,
@@ -417,12 +434,10 @@ async fn check_service(
         return nothing();
     };
     let lookups = Lookups::new(policy, cluster, &subject);
-    let pods = lookups.pods(namespace_of(request), selector).await?;
-    let buildkitd_pods: Vec<String> = pods
-        .iter()
-        .filter(|p| buildkitd::is_live_buildkitd(&policy.detector, p))
-        .map(buildkitd::pod_ref)
-        .collect();
+    let pods = lookups
+        .live_buildkitd(policy, namespace_of(request), selector)
+        .await?;
+    let buildkitd_pods: Vec<String> = pods.iter().map(buildkitd::pod_ref).collect();
     Ok(Findings {
         violations: service::check(
             &subject,
@@ -478,7 +493,7 @@ async fn check_bare_pod(
     let b = &policy.config.buildkitd;
     let namespace = namespace_of(request);
     let lookups = Lookups::new(policy, cluster, subject);
-    let services = lookups.services(namespace).await?;
+    let services = lookups.services(namespace, meta.labels.as_ref()).await?;
     let mut neighbours = Vec::new();
     for svc in service::fronting(&services, meta.labels.as_ref()) {
         if !bare_pod::needs_pods(svc, b.instances, b.min_sticky_timeout_seconds) {
@@ -488,11 +503,10 @@ async fn check_bare_pod(
             continue;
         };
         let others = lookups
-            .pods(namespace, selector)
+            .live_buildkitd(policy, namespace, selector)
             .await?
             .iter()
             .filter(|p| meta.name.is_none() || p.metadata.name != meta.name)
-            .filter(|p| buildkitd::is_live_buildkitd(&policy.detector, p))
             .map(buildkitd::pod_ref)
             .collect();
         neighbours.push(bare_pod::Neighbours {
@@ -616,18 +630,25 @@ mod tests {
             self.inner.workload(kind, namespace, name).await
         }
 
-        async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError> {
+        async fn services(
+            &self,
+            namespace: &str,
+            labels: &BTreeMap<String, String>,
+        ) -> Result<Vec<Service>, LookupError> {
             self.record(format!("services {namespace}"))?;
-            self.inner.services(namespace).await
+            self.inner.services(namespace, labels).await
         }
 
         async fn pods(
             &self,
             namespace: &str,
-            selector: &BTreeMap<String, String>,
+            query: &PodQuery<'_>,
         ) -> Result<Vec<Pod>, LookupError> {
-            self.record(format!("pods {namespace} {}", label_selector(selector)))?;
-            self.inner.pods(namespace, selector).await
+            self.record(format!(
+                "pods {namespace} {}",
+                label_selector(query.selector)
+            ))?;
+            self.inner.pods(namespace, query).await
         }
     }
 
@@ -1112,15 +1133,15 @@ mod tests {
             std::future::pending().await
         }
 
-        async fn services(&self, _: &str) -> Result<Vec<Service>, LookupError> {
-            std::future::pending().await
-        }
-
-        async fn pods(
+        async fn services(
             &self,
             _: &str,
             _: &BTreeMap<String, String>,
-        ) -> Result<Vec<Pod>, LookupError> {
+        ) -> Result<Vec<Service>, LookupError> {
+            std::future::pending().await
+        }
+
+        async fn pods(&self, _: &str, _: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError> {
             std::future::pending().await
         }
     }

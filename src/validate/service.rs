@@ -154,8 +154,9 @@ pub fn check(
     let why = stickiness(service, min_timeout_seconds).err()?;
     let pods = match buildkitd_pods.len() {
         1 => first.clone(),
-        2 => format!("{first} and 1 more pod"),
-        n => format!("{first} and {} more pods", n - 1),
+        // Lookups stop at the first few pods: the count is a lower bound.
+        2 => format!("{first} and at least 1 more pod"),
+        n => format!("{first} and at least {} more pods", n - 1),
     };
     Some(Violation {
         rule: RULE_NOT_STICKY,
@@ -263,7 +264,7 @@ mod tests {
         assert_eq!(
             v.message,
             "earthly/buildkitd multi-instance mode needs sticky sessions: Service ci/bk selects \
-             buildkitd Pod ci/bk-0 and 1 more pod but has sessionAffinity: None. Set \
+             buildkitd Pod ci/bk-0 and at least 1 more pod but has sessionAffinity: None. Set \
              sessionAffinity: ClientIP with sessionAffinityConfig.clientIP.timeoutSeconds of at \
              least 600, or change its selector so that it selects no buildkitd pods."
         );
