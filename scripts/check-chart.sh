@@ -183,6 +183,10 @@ expect_failure "server.workerThreads=2 is more than resources.limits.cpu=1 can r
   --set server.workerThreads=2
 expect_failure "server.workerThreads=3 is more than resources.limits.cpu=1500m can run at once" \
   --set server.workerThreads=3 --set resources.limits.cpu=1500m
+expect_failure "terminationGracePeriodSeconds=30 does not leave room for server.shutdownDelay=15 plus server.shutdownGrace=20" \
+  --set server.shutdownDelay=15
+expect_failure "terminationGracePeriodSeconds=20 does not leave room for server.shutdownDelay=5 plus server.shutdownGrace=20" \
+  --set terminationGracePeriodSeconds=20
 # The schema rejects unknown keys (at the top and deep inside config) and bad enums.
 expect_failure "additional properties 'replicas' not allowed" \
   --set replicas=3

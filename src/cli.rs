@@ -125,7 +125,11 @@ pub struct ServeArgs {
     /// Connections served at once.
     #[arg(long, env = "EARTHLY_WEBHOOK_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     pub max_connections: usize,
-    /// How long in-flight requests may take to finish after SIGTERM.
+    /// After SIGTERM, how long the webhook keeps accepting and serving new connections while
+    /// /readyz already fails, so endpoints drop the pod before its listener closes.
+    #[arg(long, env = "EARTHLY_WEBHOOK_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+    /// After the shutdown delay, how long in-flight requests may take to finish.
     #[arg(long, env = "EARTHLY_WEBHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
     /// kubeconfig for the cluster lookups [default: KUBECONFIG or ~/.kube/config, else the
@@ -258,6 +262,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         policy,
         cluster,
         limits: args.limits(),
+        shutdown_delay: args.shutdown_delay,
         shutdown_grace: args.shutdown_grace,
     };
     let signal = server::shutdown_signal().context("listening for SIGTERM and ctrl-c")?;

@@ -128,7 +128,10 @@ fn help_documents_every_serve_flag() {
         "--log-format",
         "--log-level",
         "--worker-threads",
+        "--shutdown-delay",
+        "--shutdown-grace",
         "EARTHLY_WEBHOOK_LISTEN",
+        "EARTHLY_WEBHOOK_SHUTDOWN_DELAY",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
