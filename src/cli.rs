@@ -1,6 +1,7 @@
 //! The command line: one `clap` derive, `///` docs are the `--help` text, every flag has an
 //! `EARTHLY_WEBHOOK_...` environment fallback.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -11,7 +12,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
+use tracing_appender::non_blocking::WorkerGuard;
 
+use crate::check::output::Style;
 use crate::cluster::{self, ClusterView};
 use crate::config::Config;
 use crate::review::Policy;
@@ -168,15 +171,21 @@ pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
     Ok(Policy::new(config)?)
 }
 
-/// Sets up logging to stderr, batched off the request path (see [`crate::logbuf`]); the guard
-/// flushes what is left when dropped.
-fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<crate::logbuf::LogGuard> {
+/// Sets up logging to stderr through tracing-appender's non-blocking writer: a review never
+/// waits for a write, and should stderr stop draining, lines are dropped rather than queued
+/// without bound (lossy). The guard flushes what is left when dropped. Text logs are coloured
+/// only on a terminal and never with `NO_COLOR` set, as `check` does.
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("--log-level {level:?} is not a valid filter"))?;
-    let (writer, guard) =
-        crate::logbuf::batched(std::io::stderr()).context("starting the log writer thread")?;
+    let colour = Style::detect(std::io::stderr().is_terminal()).color;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(writer);
     match format {
         // The webhook opens no spans, so the JSON lines skip looking for them.

@@ -10,7 +10,6 @@ pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod image;
-pub mod logbuf;
 pub mod metrics;
 pub mod mutate;
 pub mod review;
