@@ -6,6 +6,8 @@
 #   scripts/bench-load.sh                 # 4 rounds of 1, 16 and 64 connections
 #   ROUNDS=6 REQUESTS=40000 scripts/bench-load.sh
 #   WORKERS=2 REF_WORKERS=1 scripts/bench-load.sh   # runtime worker threads of each server
+#   PROFILE=bench-build scripts/bench-load.sh        # a quicker build than release's fat LTO
+#   OURS_BIN=/tmp/other-build scripts/bench-load.sh  # another build of the webhook (A/B runs)
 #
 # The webhook runs with --worker-threads WORKERS (default: its own default, 1, which is also the
 # chart's); the reference server with TOKIO_WORKER_THREADS=REF_WORKERS (default: tokio's, one
@@ -42,9 +44,10 @@ source scripts/bench-common.sh
 
 need_tools h2load:nghttp2-client openssl:openssl
 
-cargo build --release --bin earthly-webhook --example reference_server >&2
-ours_bin="$root/target/release/earthly-webhook"
-ref_bin="$root/target/release/examples/reference_server"
+PROFILE="${PROFILE:-release}"
+cargo build --locked --profile "$PROFILE" --bin earthly-webhook --example reference_server >&2
+ours_bin="${OURS_BIN:-$root/target/$PROFILE/earthly-webhook}"
+ref_bin="$root/target/$PROFILE/examples/reference_server"
 
 work="$(mktemp -d)"
 server_pid=""
