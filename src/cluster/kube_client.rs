@@ -36,7 +36,7 @@ use serde::de::DeserializeOwned;
 use super::slim::{Page, SlimPod, SlimService};
 use super::{
     ClusterView, Coalescer, LookupError, NoCluster, PodQuery, TtlCache, Workload, WorkloadKind,
-    label_selector, service_selects,
+    label_selector,
 };
 use crate::config;
 
@@ -161,28 +161,27 @@ impl KubeCluster {
             .await
     }
 
-    /// Reads the list at `path` page by page, handing each item to `visit` until it breaks.
-    async fn list_each<S: DeserializeOwned>(
+    /// Reads the list at `path` page by page. `read` decodes one page's text (so items may
+    /// borrow from it), takes what it wants, and says whether to stop; it returns the
+    /// continue token of the page.
+    async fn list_pages(
         &self,
         path: &str,
         mut params: ListParams,
-        mut visit: impl FnMut(S) -> ControlFlow<()>,
+        mut read: impl FnMut(&str) -> Result<(Option<String>, ControlFlow<()>), serde_json::Error>,
     ) -> Result<(), LookupError> {
         let request = kube::core::Request::new(path);
         loop {
             let call = request
                 .list(&params)
                 .map_err(|e| LookupError::Api(format!("cannot build the list request: {e}")))?;
-            let page: Page<S> = self.client.request(call).await.map_err(api_error)?;
-            let next = page.next().map(str::to_owned);
-            for item in page.items {
-                if visit(item).is_break() {
-                    return Ok(());
-                }
-            }
-            match next {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(()),
+            let text = self.client.request_text(call).await.map_err(api_error)?;
+            let (next, flow) = read(&text).map_err(|e| {
+                LookupError::Api(format!("cannot read the list from the Kubernetes API: {e}"))
+            })?;
+            match (next, flow) {
+                (Some(token), ControlFlow::Continue(())) => params = params.continue_token(&token),
+                _ => return Ok(()),
             }
         }
     }
@@ -193,15 +192,19 @@ impl KubeCluster {
         labels: &BTreeMap<String, String>,
     ) -> Result<Cached, LookupError> {
         let mut fronting = Vec::new();
-        self.list_each(
+        self.list_pages(
             &format!("/api/v1/namespaces/{namespace}/services"),
             ListParams::default().limit(SERVICE_PAGE),
-            |s: SlimService| {
-                let s = Service::from(s);
-                if service_selects(&s, labels) {
-                    fronting.push(s);
-                }
-                ControlFlow::Continue(())
+            |text| {
+                let page: Page<SlimService<'_>> = serde_json::from_str(text)?;
+                let next = page.next().map(str::to_owned);
+                fronting.extend(
+                    page.items
+                        .into_iter()
+                        .filter(|s| s.selects(labels))
+                        .map(Service::from),
+                );
+                Ok((next, ControlFlow::Continue(())))
             },
         )
         .await?;
@@ -217,19 +220,21 @@ impl KubeCluster {
         let params = ListParams::default()
             .labels(&label_selector(query.selector))
             .limit(POD_PAGE);
-        self.list_each(
+        self.list_pages(
             &format!("/api/v1/namespaces/{namespace}/pods"),
             params,
-            |p: SlimPod| {
-                let p = Pod::from(p);
-                if query.wants(&p) {
-                    wanted.push(p);
+            |text| {
+                let page: Page<SlimPod> = serde_json::from_str(text)?;
+                let next = page.next().map(str::to_owned);
+                for p in page.items.into_iter().map(Pod::from) {
+                    if query.wants(&p) {
+                        wanted.push(p);
+                    }
+                    if wanted.len() >= query.enough {
+                        return Ok((next, ControlFlow::Break(())));
+                    }
                 }
-                if wanted.len() >= query.enough {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
+                Ok((next, ControlFlow::Continue(())))
             },
         )
         .await?;

@@ -7,6 +7,7 @@
 //! containers' name, image and environment (what detection reads). The slim items are turned
 //! back into the `k8s_openapi` types the rules take, with every other field empty.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
@@ -55,40 +56,73 @@ struct Meta {
     owner_references: Option<Vec<OwnerReference>>,
 }
 
-/// A Service as the rules read it.
+/// A Service as the rules read it, its strings borrowed from the page: most Services of a
+/// page are dropped unconverted (they are not in front of the pod), so they cost no allocation
+/// but their selector's.
 #[derive(Debug, Deserialize)]
-pub struct SlimService {
-    #[serde(default)]
-    metadata: Meta,
-    #[serde(default)]
-    spec: SlimServiceSpec,
+pub struct SlimService<'a> {
+    #[serde(default, borrow)]
+    metadata: ServiceMeta<'a>,
+    #[serde(default, borrow)]
+    spec: SlimServiceSpec<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ServiceMeta<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    namespace: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SlimServiceSpec {
-    selector: Option<BTreeMap<String, String>>,
-    #[serde(rename = "type")]
-    type_: Option<String>,
-    #[serde(rename = "clusterIP")]
-    cluster_ip: Option<String>,
-    session_affinity: Option<String>,
+struct SlimServiceSpec<'a> {
+    #[serde(borrow)]
+    selector: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(rename = "type", borrow)]
+    type_: Option<Cow<'a, str>>,
+    #[serde(rename = "clusterIP", borrow)]
+    cluster_ip: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    session_affinity: Option<Cow<'a, str>>,
     session_affinity_config: Option<SessionAffinityConfig>,
 }
 
-impl From<SlimService> for Service {
-    fn from(s: SlimService) -> Self {
+impl SlimService<'_> {
+    /// [`super::service_selects`], before conversion.
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.spec.type_.as_deref() != Some("ExternalName")
+            && self.spec.selector.as_ref().is_some_and(|s| {
+                !s.is_empty()
+                    && s.iter()
+                        .all(|(k, v)| labels.get(k.as_ref()).map(String::as_str) == Some(v))
+            })
+    }
+}
+
+fn owned(s: Option<Cow<'_, str>>) -> Option<String> {
+    s.map(Cow::into_owned)
+}
+
+impl From<SlimService<'_>> for Service {
+    fn from(s: SlimService<'_>) -> Self {
+        let selector = s.spec.selector.map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        });
         Service {
             metadata: ObjectMeta {
-                name: s.metadata.name,
-                namespace: s.metadata.namespace,
+                name: owned(s.metadata.name),
+                namespace: owned(s.metadata.namespace),
                 ..ObjectMeta::default()
             },
             spec: Some(ServiceSpec {
-                selector: s.spec.selector,
-                type_: s.spec.type_,
-                cluster_ip: s.spec.cluster_ip,
-                session_affinity: s.spec.session_affinity,
+                selector,
+                type_: owned(s.spec.type_),
+                cluster_ip: owned(s.spec.cluster_ip),
+                session_affinity: owned(s.spec.session_affinity),
                 session_affinity_config: s.spec.session_affinity_config,
                 ..ServiceSpec::default()
             }),
@@ -181,7 +215,7 @@ mod tests {
 
     #[test]
     fn service_keeps_what_stickiness_reads() {
-        let page: Page<SlimService> = serde_json::from_value(json!({
+        let text = json!({
             "metadata": {"resourceVersion": "7", "continue": "abc"},
             "items": [{"metadata": {"name": "bk", "namespace": "ci", "uid": "u",
                 "managedFields": [{"manager": "kubectl"}]},
@@ -189,10 +223,15 @@ mod tests {
                     "sessionAffinity": "ClientIP",
                     "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}},
                     "ports": [{"port": 1234}]}}]
-        }))
-        .expect("page");
+        })
+        .to_string();
+        let page: Page<SlimService> = serde_json::from_str(&text).expect("page");
         assert_eq!(page.next(), Some("abc"));
-        let s = Service::from(page.items.into_iter().next().expect("one"));
+        let item = page.items.into_iter().next().expect("one");
+        let labels = |app: &str| BTreeMap::from([("app".to_owned(), app.to_owned())]);
+        assert!(item.selects(&labels("bk")));
+        assert!(!item.selects(&labels("web")));
+        let s = Service::from(item);
         assert_eq!(s.metadata.name.as_deref(), Some("bk"));
         assert_eq!(s.metadata.uid, None);
         let spec = s.spec.expect("spec");
