@@ -67,49 +67,101 @@ pub struct SlimService<'a> {
     spec: SlimServiceSpec<'a>,
 }
 
+/// A string borrowed from the page when it holds no escapes (serde's own `Cow<str>` always
+/// copies, and `&str` fails on an escaped string).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct ServiceMeta<'a> {
     #[serde(borrow)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Str<'a>>,
     #[serde(borrow)]
-    namespace: Option<Cow<'a, str>>,
+    namespace: Option<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SlimServiceSpec<'a> {
-    #[serde(borrow)]
-    selector: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    // A list of pairs, not a map: no allocation per key, and selectors hold one to three.
+    #[serde(borrow, default, deserialize_with = "pairs")]
+    selector: Option<Vec<(Str<'a>, Str<'a>)>>,
     #[serde(rename = "type", borrow)]
-    type_: Option<Cow<'a, str>>,
+    type_: Option<Str<'a>>,
     #[serde(rename = "clusterIP", borrow)]
-    cluster_ip: Option<Cow<'a, str>>,
+    cluster_ip: Option<Str<'a>>,
     #[serde(borrow)]
-    session_affinity: Option<Cow<'a, str>>,
+    session_affinity: Option<Str<'a>>,
     session_affinity_config: Option<SessionAffinityConfig>,
+}
+
+/// A JSON object of strings as its pairs, in document order.
+fn pairs<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<(Str<'a>, Str<'a>)>>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<Vec<(Str<'de>, Str<'de>)>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of strings")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(pair) = m.next_entry()? {
+                out.push(pair);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 impl SlimService<'_> {
     /// [`super::service_selects`], before conversion.
     pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.spec.type_.as_deref() != Some("ExternalName")
+        self.spec.type_.as_ref().map(|t| t.0.as_ref()) != Some("ExternalName")
             && self.spec.selector.as_ref().is_some_and(|s| {
                 !s.is_empty()
                     && s.iter()
-                        .all(|(k, v)| labels.get(k.as_ref()).map(String::as_str) == Some(v))
+                        .all(|(k, v)| labels.get(k.0.as_ref()).map(String::as_str) == Some(&v.0))
             })
     }
 }
 
-fn owned(s: Option<Cow<'_, str>>) -> Option<String> {
-    s.map(Cow::into_owned)
+fn owned(s: Option<Str<'_>>) -> Option<String> {
+    s.map(|s| s.0.into_owned())
 }
 
 impl From<SlimService<'_>> for Service {
     fn from(s: SlimService<'_>) -> Self {
         let selector = s.spec.selector.map(|m| {
             m.into_iter()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .map(|(k, v)| (k.0.into_owned(), v.0.into_owned()))
                 .collect()
         });
         Service {
@@ -287,6 +339,14 @@ mod tests {
         assert_eq!(spec.containers[0].volume_mounts, None);
         assert_eq!(spec.volumes, None);
         assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn strings_are_borrowed_unless_escaped() {
+        let plain: Str = serde_json::from_str(r#""bk""#).expect("plain");
+        assert!(matches!(plain.0, Cow::Borrowed("bk")));
+        let escaped: Str = serde_json::from_str(r#""b\u006b""#).expect("escaped");
+        assert_eq!(escaped.0, "bk");
     }
 
     #[test]
