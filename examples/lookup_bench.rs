@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("api") => api(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10)),
         Some("drive") => drive(&args[1..]),
-        Some("run") | None => run(&args.get(1..).unwrap_or_default()),
+        Some("run") | None => run(args.get(1..).unwrap_or_default()),
         Some(other) => Err(format!("unknown mode {other:?}: use run, api or drive")),
     };
     match result {
