@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
-use tracing_appender::non_blocking::WorkerGuard;
 
 use crate::check::output::Style;
 use crate::cluster::{self, ClusterView};
@@ -171,18 +170,15 @@ pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
     Ok(Policy::new(config)?)
 }
 
-/// Sets up logging to stderr through tracing-appender's non-blocking writer: a review never
-/// waits for a write, and should stderr stop draining, lines are dropped rather than queued
-/// without bound (lossy). The guard flushes what is left when dropped. Text logs are coloured
-/// only on a terminal and never with `NO_COLOR` set, as `check` does.
-fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<WorkerGuard> {
+/// Sets up logging to stderr, batched off the request path (see [`crate::logbuf`]); the guard
+/// flushes what is left when dropped. Text logs are coloured only on a terminal and never with
+/// `NO_COLOR` set, as `check` does.
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<crate::logbuf::LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("--log-level {level:?} is not a valid filter"))?;
     let colour = Style::detect(std::io::stderr().is_terminal()).color;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("log-writer")
-        .finish(std::io::stderr());
+    let (writer, guard) =
+        crate::logbuf::batched(std::io::stderr()).context("starting the log writer thread")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

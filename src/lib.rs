@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod image;
+pub mod logbuf;
 pub mod metrics;
 pub mod mutate;
 pub mod review;
