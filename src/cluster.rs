@@ -3,6 +3,7 @@
 //! (`check`), or by an in-memory view (tests).
 
 mod coalesce;
+mod connect;
 mod kube_client;
 mod slim;
 mod ttl_cache;
@@ -14,7 +15,8 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 pub use coalesce::Coalescer;
-pub use kube_client::{ConnectError, KubeCluster, from_environment};
+pub use connect::{ConnectError, from_environment};
+pub use kube_client::KubeCluster;
 pub use ttl_cache::TtlCache;
 
 /// Why a lookup gave no answer. The message is shown to users after "lookup failed: ".

@@ -19,7 +19,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,13 +29,11 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
 use kube::api::ListParams;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::de::DeserializeOwned;
 
 use super::slim::{Page, SlimPod, SlimService};
 use super::{
-    ClusterView, Coalescer, LookupError, NoCluster, PodQuery, TtlCache, Workload, WorkloadKind,
-    label_selector,
+    ClusterView, Coalescer, LookupError, PodQuery, TtlCache, Workload, WorkloadKind, label_selector,
 };
 use crate::config;
 
@@ -45,52 +42,6 @@ const SERVICE_PAGE: u32 = 250;
 /// Items per page of a pod list: a pod is several KB of JSON, and a query usually wants the
 /// first one or two.
 const POD_PAGE: u32 = 50;
-
-/// Why no client could be built from an explicitly given kubeconfig.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("--kubeconfig {path}: {message}")]
-    Kubeconfig { path: PathBuf, message: String },
-    #[error("cannot build a Kubernetes client: {0}")]
-    Client(#[source] kube::Error),
-}
-
-/// The cluster view `serve` uses: the API described by `kubeconfig` when given (an unusable
-/// file is an error), else `KUBECONFIG`/`~/.kube/config`, else the in-cluster service account
-/// (`kube::Config::infer`); when there is none of those, [`NoCluster`] with a loud warning, so the server still starts
-/// on a laptop and rules that need lookups follow `cluster.failureMode`.
-pub async fn from_environment(
-    kubeconfig: Option<&Path>,
-    settings: &config::Cluster,
-) -> Result<Arc<dyn ClusterView>, ConnectError> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let bad = |message: String| ConnectError::Kubeconfig {
-                path: path.to_owned(),
-                message,
-            };
-            let file = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| bad(e.to_string()))?
-        }
-        None => match kube::Config::infer().await {
-            Ok(config) => config,
-            Err(error) => {
-                tracing::warn!(
-                    %error,
-                    "NO KUBERNETES API: no in-cluster service account and no kubeconfig \
-                     (KUBECONFIG, ~/.kube/config or --kubeconfig); rules that need cluster \
-                     lookups will follow cluster.failureMode"
-                );
-                return Ok(Arc::new(NoCluster));
-            }
-        },
-    };
-    tracing::info!(api = %config.cluster_url, "using the Kubernetes API for lookups");
-    let client = kube::Client::try_from(config).map_err(ConnectError::Client)?;
-    Ok(Arc::new(KubeCluster::new(client, settings)))
-}
 
 /// Lookups against the Kubernetes API.
 pub struct KubeCluster {
@@ -835,47 +786,6 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("cannot reach the Kubernetes API:"),
-            "{err}"
-        );
-    }
-
-    #[tokio::test]
-    async fn explicit_kubeconfig_is_used_for_lookups() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("kubeconfig");
-        // Port 1 on loopback: nothing listens, so the lookup fails fast and says why.
-        std::fs::write(
-            &path,
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
-             clusters: [{name: k, cluster: {server: 'http://127.0.0.1:1'}}]\n\
-             users: [{name: u, user: {token: t}}]\n\
-             contexts: [{name: c, context: {cluster: k, user: u}}]\n",
-        )
-        .expect("write kubeconfig");
-        let cluster = from_environment(Some(&path), &settings())
-            .await
-            .expect("client");
-        let err = cluster
-            .namespace_labels("ci")
-            .await
-            .expect_err("nothing listens");
-        assert!(
-            err.to_string()
-                .starts_with("cannot reach the Kubernetes API:"),
-            "{err}"
-        );
-    }
-
-    #[tokio::test]
-    async fn unreadable_kubeconfig_is_an_error_naming_the_flag() {
-        let err =
-            match from_environment(Some(Path::new("/nonexistent/kubeconfig")), &settings()).await {
-                Err(e) => e.to_string(),
-                Ok(_) => panic!("a missing kubeconfig must not fall back"),
-            };
-        assert!(
-            err.starts_with("--kubeconfig /nonexistent/kubeconfig: "),
             "{err}"
         );
     }
