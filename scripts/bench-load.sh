@@ -7,6 +7,7 @@
 #   ROUNDS=6 REQUESTS=40000 scripts/bench-load.sh
 #   WORKERS=2 REF_WORKERS=1 scripts/bench-load.sh   # runtime worker threads of each server
 #   PROFILE=release scripts/bench-load.sh            # both servers built with another profile
+#   OURS_BIN=/tmp/other-build scripts/bench-load.sh  # another build of the webhook (A/B runs)
 #
 # The webhook runs with --worker-threads WORKERS (default: its own default, 1, which is also the
 # chart's); the reference server with TOKIO_WORKER_THREADS=REF_WORKERS (default: tokio's, one
@@ -44,8 +45,8 @@ source scripts/bench-common.sh
 
 need_tools h2load:nghttp2-client openssl:openssl
 
-cargo build --profile "$PROFILE" --bin earthly-webhook --example reference_server >&2
-ours_bin="$root/target/$PROFILE/earthly-webhook"
+cargo build --locked --profile "$PROFILE" --bin earthly-webhook --example reference_server >&2
+ours_bin="${OURS_BIN:-$root/target/$PROFILE/earthly-webhook}"
 ref_bin="$root/target/$PROFILE/examples/reference_server"
 
 work="$(mktemp -d)"

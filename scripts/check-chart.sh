@@ -209,6 +209,10 @@ expect_failure "certificateExpiry.criticalDays=14 must be below warningDays=14" 
 expect_failure "not below the server's request timeout of 0.5s (webhooks.timeoutSeconds=1 minus 0.5 s)" \
   --set metrics.prometheusRule.enabled=true --set metrics.serviceMonitor.enabled=true \
   --set webhooks.timeoutSeconds=1 --set config.cluster.lookupTimeoutMs=500
+expect_failure "terminationGracePeriodSeconds=30 does not leave room for server.shutdownDelay=15 plus server.shutdownGrace=20" \
+  --set server.shutdownDelay=15
+expect_failure "terminationGracePeriodSeconds=20 does not leave room for server.shutdownDelay=5 plus server.shutdownGrace=20" \
+  --set terminationGracePeriodSeconds=20
 # The schema rejects unknown keys (at the top and deep inside config) and bad enums.
 expect_failure "additional properties 'replicas' not allowed" \
   --set replicas=3

@@ -157,6 +157,18 @@ def main():
     c.expect(service["spec"].get("selector") == deploy["spec"]["selector"]["matchLabels"],
              "the Service selector is not the Deployment's")
 
+    # --- shutdown and rolling updates ------------------------------------------------------
+    period = pod.get("terminationGracePeriodSeconds")
+    c.expect(isinstance(period, int), "no terminationGracePeriodSeconds")
+    seconds = {f: int(flags[f][:-1]) for f in ("shutdown-delay", "shutdown-grace")
+               if flags.get(f, "").endswith("s") and flags[f][:-1].isdigit()}
+    c.expect(len(seconds) == 2, "--shutdown-delay and --shutdown-grace are not both set in whole seconds")
+    if isinstance(period, int) and len(seconds) == 2:
+        c.expect(period > sum(seconds.values()),
+                 f"terminationGracePeriodSeconds {period} is not above shutdown delay + grace {seconds}")
+    ru = deploy["spec"].get("strategy", {}).get("rollingUpdate", {})
+    c.expect(ru.get("maxUnavailable") == 0, "the rolling update may take a ready replica away (maxUnavailable != 0)")
+
     # --- PDB -----------------------------------------------------------------------------
     pdb = one("PodDisruptionBudget")
     if pdb:

@@ -1,6 +1,7 @@
 //! The command line: one `clap` derive, `///` docs are the `--help` text, every flag has an
 //! `EARTHLY_WEBHOOK_...` environment fallback.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use crate::check::output::Style;
 use crate::cluster::{self, ClusterView};
 use crate::config::Config;
 use crate::review::Policy;
@@ -127,7 +129,11 @@ pub struct ServeArgs {
     /// Connections served at once.
     #[arg(long, env = "EARTHLY_WEBHOOK_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
     pub max_connections: usize,
-    /// How long in-flight requests may take to finish after SIGTERM.
+    /// After SIGTERM, how long the webhook keeps accepting and serving new connections while
+    /// /readyz already fails, so endpoints drop the pod before its listener closes.
+    #[arg(long, env = "EARTHLY_WEBHOOK_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+    /// After the shutdown delay, how long in-flight requests may take to finish.
     #[arg(long, env = "EARTHLY_WEBHOOK_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
     /// kubeconfig for the cluster lookups [default: KUBECONFIG or ~/.kube/config, else the
@@ -167,14 +173,17 @@ pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
 }
 
 /// Sets up logging to stderr, batched off the request path (see [`crate::logbuf`]); the guard
-/// flushes what is left when dropped.
+/// flushes what is left when dropped. Text logs are coloured only on a terminal and never with
+/// `NO_COLOR` set, as `check` does.
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<crate::logbuf::LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("--log-level {level:?} is not a valid filter"))?;
+    let colour = Style::detect(std::io::stderr().is_terminal()).color;
     let (writer, guard) =
         crate::logbuf::batched(std::io::stderr()).context("starting the log writer thread")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(writer);
     match format {
         // The webhook opens no spans, so the JSON lines skip looking for them.
@@ -260,6 +269,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         policy,
         cluster,
         limits: args.limits(),
+        shutdown_delay: args.shutdown_delay,
         shutdown_grace: args.shutdown_grace,
     };
     let signal = server::shutdown_signal().context("listening for SIGTERM and ctrl-c")?;

@@ -2,8 +2,12 @@
 //! review can be driven by the real API (server), by the other objects of the same input
 //! (`check`), or by an in-memory view (tests).
 
+mod coalesce;
+mod connect;
 mod kube_client;
 mod recording;
+mod slim;
+mod ttl_cache;
 
 use std::collections::BTreeMap;
 
@@ -11,8 +15,11 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-pub use kube_client::{ConnectError, KubeCluster, TtlCache, client_config, from_environment};
+pub use coalesce::Coalescer;
+pub use connect::{ConnectError, client_config, from_environment};
+pub use kube_client::KubeCluster;
 pub use recording::Recording;
+pub use ttl_cache::TtlCache;
 
 /// Why a lookup gave no answer. The message is shown to users after "lookup failed: ".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,8 +82,60 @@ pub struct Workload {
     pub template: PodTemplateSpec,
 }
 
+/// Which pods a pod lookup wants, and how many answer the question.
+#[derive(Clone, Copy)]
+pub struct PodQuery<'a> {
+    /// The pods carry every pair of it (a Service's equality selector). Empty selects nothing.
+    pub selector: &'a BTreeMap<String, String>,
+    /// Which of the selected pods count. It must judge the pod alone, the same way for every
+    /// review of this process (the policy's detector), because answers are shared between
+    /// reviews: coalesced while in flight and cached.
+    pub keep: &'a (dyn Fn(&Pod) -> bool + Sync),
+    /// How many kept pods answer the question: the lookup stops reading there.
+    pub enough: usize,
+}
+
+impl<'a> PodQuery<'a> {
+    /// Every pod `selector` selects.
+    pub fn all(selector: &'a BTreeMap<String, String>) -> Self {
+        Self {
+            selector,
+            keep: &|_| true,
+            enough: usize::MAX,
+        }
+    }
+
+    /// Whether a pod in the namespace is one of the answer.
+    pub fn wants(&self, pod: &Pod) -> bool {
+        selector_matches(self.selector, pod.metadata.labels.as_ref()) && (self.keep)(pod)
+    }
+}
+
+impl std::fmt::Debug for PodQuery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodQuery")
+            .field("selector", &label_selector(self.selector))
+            .field("enough", &self.enough)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a Service routes to pods carrying `labels`: it has a non-empty selector they match
+/// and is not an `ExternalName` alias.
+pub fn service_selects(service: &Service, labels: &BTreeMap<String, String>) -> bool {
+    service.spec.as_ref().is_some_and(|spec| {
+        spec.type_.as_deref() != Some("ExternalName")
+            && spec
+                .selector
+                .as_ref()
+                .is_some_and(|s| selector_matches(s, Some(labels)))
+    })
+}
+
 /// Read-only lookups, each scoped to what one request needs: single objects by name, or lists
-/// within one namespace. Never cluster-wide.
+/// within one namespace. Never cluster-wide. Lists answer only what the rule asks (the
+/// Services in front of some labels, the first pods of a query), so an answer stays small
+/// however many objects the namespace holds.
 #[async_trait]
 pub trait ClusterView: Send + Sync {
     /// The labels of a namespace; `Ok(None)` when it does not exist.
@@ -93,15 +152,15 @@ pub trait ClusterView: Send + Sync {
         name: &str,
     ) -> Result<Option<Workload>, LookupError>;
 
-    /// The Services of a namespace.
-    async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError>;
-
-    /// The pods of a namespace whose labels include every `selector` pair.
-    async fn pods(
+    /// The Services of a namespace that select pods labelled `labels` ([`service_selects`]).
+    async fn services(
         &self,
         namespace: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Pod>, LookupError>;
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Service>, LookupError>;
+
+    /// The pods of a namespace that `query` wants, at most `query.enough` of them.
+    async fn pods(&self, namespace: &str, query: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError>;
 }
 
 /// A view with no cluster behind it: every lookup is [`LookupError::Unavailable`].
@@ -126,11 +185,15 @@ impl ClusterView for NoCluster {
         Err(LookupError::Unavailable)
     }
 
-    async fn services(&self, _: &str) -> Result<Vec<Service>, LookupError> {
+    async fn services(
+        &self,
+        _: &str,
+        _: &BTreeMap<String, String>,
+    ) -> Result<Vec<Service>, LookupError> {
         Err(LookupError::Unavailable)
     }
 
-    async fn pods(&self, _: &str, _: &BTreeMap<String, String>) -> Result<Vec<Pod>, LookupError> {
+    async fn pods(&self, _: &str, _: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError> {
         Err(LookupError::Unavailable)
     }
 }
@@ -205,27 +268,27 @@ impl ClusterView for MemoryCluster {
         }
     }
 
-    async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError> {
+    async fn services(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Service>, LookupError> {
         Ok(self
             .services
             .iter()
-            .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|s| {
+                s.metadata.namespace.as_deref() == Some(namespace) && service_selects(s, labels)
+            })
             .cloned()
             .collect())
     }
 
-    async fn pods(
-        &self,
-        namespace: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Pod>, LookupError> {
+    async fn pods(&self, namespace: &str, query: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError> {
         Ok(self
             .pods
             .iter()
-            .filter(|p| {
-                p.metadata.namespace.as_deref() == Some(namespace)
-                    && selector_matches(selector, p.metadata.labels.as_ref())
-            })
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace) && query.wants(p))
+            .take(query.enough)
             .cloned()
             .collect())
     }

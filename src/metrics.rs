@@ -19,7 +19,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::cluster::{ClusterView, LookupError, Workload, WorkloadKind};
+use crate::cluster::{ClusterView, LookupError, PodQuery, Workload, WorkloadKind};
 use crate::mutate::Rule;
 use crate::review::{Summary, Verdict};
 
@@ -422,18 +422,18 @@ impl<C: ClusterView + ?Sized> ClusterView for MeteredCluster<C> {
         r
     }
 
-    async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError> {
-        let r = self.inner.services(namespace).await;
+    async fn services(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Service>, LookupError> {
+        let r = self.inner.services(namespace, labels).await;
         self.metrics.record_lookup("services", &r);
         r
     }
 
-    async fn pods(
-        &self,
-        namespace: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Pod>, LookupError> {
-        let r = self.inner.pods(namespace, selector).await;
+    async fn pods(&self, namespace: &str, query: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError> {
+        let r = self.inner.pods(namespace, query).await;
         self.metrics.record_lookup("pods", &r);
         r
     }
@@ -558,9 +558,10 @@ mod tests {
     async fn metered_cluster_counts_calls_and_failures() {
         let m = Arc::new(Metrics::new());
         let failing = MeteredCluster::new(Arc::new(NoCluster), m.clone());
-        assert!(failing.services("ci").await.is_err());
+        let labels = BTreeMap::from([("app".to_owned(), "bk".to_owned())]);
+        assert!(failing.services("ci", &labels).await.is_err());
         let working = MeteredCluster::new(Arc::new(MemoryCluster::default()), m.clone());
-        assert_eq!(working.services("ci").await, Ok(vec![]));
+        assert_eq!(working.services("ci", &labels).await, Ok(vec![]));
         let text = m.encode();
         assert_eq!(
             sample(

@@ -632,3 +632,60 @@ fn cleanup_hook_objects_are_deleted_whether_the_hook_succeeds_or_fails() {
     }
     assert!(hooks > 0, "no pre-delete hook object in any scenario");
 }
+
+#[test]
+fn termination_grace_period_leaves_room_for_the_shutdown_delay_and_grace() {
+    let Some(renders) = renders() else { return };
+    for render in renders {
+        let serve = deployment_serve_args(render);
+        let pod = &the(render, "Deployment")["spec"]["template"]["spec"];
+        let period = pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: no terminationGracePeriodSeconds", render.name));
+        assert!(
+            serve.shutdown_delay > std::time::Duration::ZERO,
+            "{}: no shutdown delay: the listener would close before endpoints drop the pod",
+            render.name
+        );
+        assert!(
+            std::time::Duration::from_secs(period) > serve.shutdown_delay + serve.shutdown_grace,
+            "{}: terminationGracePeriodSeconds {period} is not above --shutdown-delay {:?} + \
+             --shutdown-grace {:?}",
+            render.name,
+            serve.shutdown_delay,
+            serve.shutdown_grace
+        );
+    }
+}
+
+#[test]
+fn rolling_updates_and_drains_keep_a_ready_replica() {
+    let Some(renders) = renders() else { return };
+    for render in renders {
+        let deployment = the(render, "Deployment");
+        let replicas = deployment["spec"]["replicas"].as_u64().expect("replicas");
+        let strategy = &deployment["spec"]["strategy"];
+        assert_eq!(strategy["type"], "RollingUpdate", "{}", render.name);
+        // No pod goes before its replacement is ready.
+        assert_eq!(
+            strategy["rollingUpdate"]["maxUnavailable"], 0,
+            "{}: a rolling update may take a ready replica away",
+            render.name
+        );
+        if replicas < 2 {
+            continue;
+        }
+        let pdb = the(render, "PodDisruptionBudget");
+        let min = pdb["spec"]["minAvailable"].as_u64().expect("minAvailable");
+        assert!(
+            (1..replicas).contains(&min),
+            "{}: minAvailable {min} with {replicas} replicas must keep one up and allow a drain",
+            render.name
+        );
+    }
+    let default = renders
+        .iter()
+        .find(|r| r.name.starts_with("default."))
+        .expect("the default scenario");
+    assert_eq!(the(default, "Deployment")["spec"]["replicas"], 2);
+}

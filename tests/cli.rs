@@ -128,7 +128,10 @@ fn help_documents_every_serve_flag() {
         "--log-format",
         "--log-level",
         "--worker-threads",
+        "--shutdown-delay",
+        "--shutdown-grace",
         "EARTHLY_WEBHOOK_LISTEN",
+        "EARTHLY_WEBHOOK_SHUTDOWN_DELAY",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -180,7 +183,7 @@ fn serve_runs_the_worker_threads_it_is_given() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Log lines are batched; the "serving" line arrives within the flush interval. If the
+    // Log lines are written by a background thread; the "serving" line arrives soon. If the
     // server dies first, stderr closes and the search ends; if it hangs, the timeout does.
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -199,4 +202,57 @@ fn serve_runs_the_worker_threads_it_is_given() {
         .expect("a serving line");
     let line: serde_json::Value = serde_json::from_str(&serving).expect("JSON log line");
     assert_eq!(line["worker_threads"], 3, "{serving}");
+}
+
+/// Runs `serve` with a missing config file, which logs an ERROR line in text format and exits;
+/// under `script` stderr is a terminal. Returns everything it wrote.
+fn failing_serve_output(on_terminal: bool, no_color: Option<&str>) -> String {
+    let path = env!("CARGO_BIN_EXE_earthly-webhook");
+    let args = "serve --config /nonexistent/config.yaml --log-format text";
+    let mut cmd = if on_terminal {
+        // util-linux `script` runs the command on a new pseudo-terminal and copies its output.
+        let mut c = Command::new("script");
+        c.args(["-qec", &format!("{path} {args}"), "/dev/null"]);
+        c
+    } else {
+        let mut c = bin();
+        c.args(args.split(' '));
+        c
+    };
+    cmd.env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        cmd.env("NO_COLOR", v);
+    }
+    let out = cmd.output().expect("run");
+    assert!(!out.status.success(), "a missing config must fail");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
+    let piped = failing_serve_output(false, None);
+    assert!(piped.contains("ERROR"), "{piped}");
+    assert!(
+        !piped.contains('\u{1b}'),
+        "escape codes in a pipe: {piped:?}"
+    );
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped the terminal cases: no `script` (util-linux)");
+        return;
+    }
+    let terminal = failing_serve_output(true, None);
+    assert!(
+        terminal.contains("\u{1b}["),
+        "no colour on a terminal: {terminal:?}"
+    );
+    let no_color = failing_serve_output(true, Some("1"));
+    assert!(no_color.contains("ERROR"), "{no_color}");
+    assert!(
+        !no_color.contains('\u{1b}'),
+        "colour despite NO_COLOR: {no_color:?}"
+    );
 }

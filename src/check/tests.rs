@@ -6,7 +6,7 @@ use super::request::CHECK_UID;
 use super::template::*;
 use super::*;
 use crate::cluster::WorkloadKind;
-use crate::cluster::{ClusterView, LookupError};
+use crate::cluster::{ClusterView, LookupError, PodQuery};
 use crate::config::FailureMode;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{MoveOperation, PatchOperation, RemoveOperation};
@@ -453,9 +453,18 @@ async fn lookups_are_answered_from_the_input() {
         .expect("known")
         .expect("exists");
     assert_eq!(ds.replicas, None, "a DaemonSet has no replicas");
-    assert_eq!(view.services("ci").await.expect("services").len(), 1);
     let selector = [("app".to_owned(), "bk".to_owned())].into_iter().collect();
-    let pods = view.pods("ci", &selector).await.expect("pods");
+    assert_eq!(
+        view.services("ci", &selector)
+            .await
+            .expect("services")
+            .len(),
+        1
+    );
+    let pods = view
+        .pods("ci", &PodQuery::all(&selector))
+        .await
+        .expect("pods");
     assert_eq!(pods.len(), 2, "the Deployment's pod and the bare pod");
 }
 
@@ -480,10 +489,18 @@ async fn pods_appear_in_input_order_and_never_see_themselves() {
     let mut cluster = input_cluster(CLUSTER_INPUT);
     let selector = [("app".to_owned(), "bk".to_owned())].into_iter().collect();
     // Reviewing the Deployment (the second object): its own pod is not there yet.
-    let at_deployment = cluster.before(1).pods("ci", &selector).await.expect("pods");
+    let at_deployment = cluster
+        .before(1)
+        .pods("ci", &PodQuery::all(&selector))
+        .await
+        .expect("pods");
     assert!(at_deployment.is_empty());
     // Reviewing the bare pod (the sixth object): the Deployment's pod is, the bare pod is not.
-    let at_bare = cluster.before(5).pods("ci", &selector).await.expect("pods");
+    let at_bare = cluster
+        .before(5)
+        .pods("ci", &PodQuery::all(&selector))
+        .await
+        .expect("pods");
     assert_eq!(at_bare.len(), 1);
     assert_eq!(at_bare[0].metadata.generate_name.as_deref(), Some("bk-"));
     // A workload scaled to zero runs no pod.
@@ -491,7 +508,7 @@ async fn pods_appear_in_input_order_and_never_see_themselves() {
     assert!(
         cluster
             .before(6)
-            .pods("ci", &off)
+            .pods("ci", &PodQuery::all(&off))
             .await
             .expect("pods")
             .is_empty()

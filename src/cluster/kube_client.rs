@@ -1,19 +1,25 @@
 //! [`ClusterView`] on the Kubernetes API. It makes only two kinds of calls: a get by name
 //! (namespaces; deployments, statefulsets, replicasets, daemonsets) and a list within one
 //! namespace (services; pods with a labelSelector). Nothing is watched and nothing cluster-wide
-//! is listed, so memory does not grow with the cluster. Every call is bounded by
-//! `cluster.lookupTimeoutMs`; get results are kept for `cluster.cacheTtlSeconds` in a cache of at
-//! most `cluster.cacheMaxEntries` entries.
+//! is listed, so memory does not grow with the cluster. Every lookup is bounded by
+//! `cluster.lookupTimeoutMs`.
 //!
-//! Lists are never cached: they answer "is there another buildkitd, or a Service in front of
-//! it, right now?", and a list cached a moment before the first of two pods was created would
-//! let the second one through.
+//! Lists do not grow with the namespace either: they are read in pages (`limit` + `continue`),
+//! each item decoded into the few fields the rules read ([`super::slim`]), only the items that
+//! answer the question kept, and reading stops once the answer is known (a pod query's
+//! `enough`).
+//!
+//! Every answer, get or list, is kept for `cluster.cacheTtlSeconds` in one cache of at most
+//! `cluster.cacheMaxEntries` entries, and identical lookups in flight are made once
+//! ([`Coalescer`]): a burst of reviews in one namespace makes one API call. The price of caching
+//! lists is that a pod or Service created within the TTL may be missed by a review; admission
+//! cannot close that race anyway (two pods created at once are both reviewed before either
+//! exists), and the TTL defaults to 5 s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::hash::Hash;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,79 +29,38 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
 use kube::api::ListParams;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::de::DeserializeOwned;
 
-use super::{ClusterView, LookupError, NoCluster, Workload, WorkloadKind, label_selector};
+use super::slim::{Page, SlimPod, SlimService};
+use super::{
+    ClusterView, Coalescer, LookupError, PodQuery, TtlCache, Workload, WorkloadKind, label_selector,
+};
 use crate::config;
 
-/// Why no client could be built from an explicitly given kubeconfig.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("--kubeconfig {path}: {message}")]
-    Kubeconfig { path: PathBuf, message: String },
-    #[error("cannot build a Kubernetes client: {0}")]
-    Client(#[source] kube::Error),
-}
-
-/// The cluster view `serve` uses: the API described by `kubeconfig` when given (an unusable
-/// file is an error), else `KUBECONFIG`/`~/.kube/config`, else the in-cluster service account
-/// (`kube::Config::infer`); when there is none of those, [`NoCluster`] with a loud warning, so the server still starts
-/// on a laptop and rules that need lookups follow `cluster.failureMode`.
-pub async fn from_environment(
-    kubeconfig: Option<&Path>,
-    settings: &config::Cluster,
-) -> Result<Arc<dyn ClusterView>, ConnectError> {
-    let config = match client_config(kubeconfig).await? {
-        Ok(config) => config,
-        Err(error) => {
-            tracing::warn!(
-                %error,
-                "NO KUBERNETES API: no in-cluster service account and no kubeconfig \
-                 (KUBECONFIG, ~/.kube/config or --kubeconfig); rules that need cluster \
-                 lookups will follow cluster.failureMode"
-            );
-            return Ok(Arc::new(NoCluster));
-        }
-    };
-    tracing::info!(api = %config.cluster_url, "using the Kubernetes API for lookups");
-    let client = kube::Client::try_from(config).map_err(ConnectError::Client)?;
-    Ok(Arc::new(KubeCluster::new(client, settings)))
-}
-
-/// The client configuration `serve` and `audit` share: `kubeconfig` when given (an unusable
-/// file is an error), else what `kube::Config::infer` finds; the inner error says that none
-/// was found.
-pub async fn client_config(
-    kubeconfig: Option<&Path>,
-) -> Result<Result<kube::Config, kube::config::InferConfigError>, ConnectError> {
-    match kubeconfig {
-        Some(path) => {
-            let bad = |message: String| ConnectError::Kubeconfig {
-                path: path.to_owned(),
-                message,
-            };
-            let file = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                .await
-                .map(Ok)
-                .map_err(|e| bad(e.to_string()))
-        }
-        None => Ok(kube::Config::infer().await),
-    }
-}
+/// Items per page of a Service list: ~800 bytes of JSON each, so a page is ~200 KB.
+const SERVICE_PAGE: u32 = 250;
+/// Items per page of a pod list: a pod is several KB of JSON, and a query usually wants the
+/// first one or two.
+const POD_PAGE: u32 = 50;
 
 /// Lookups against the Kubernetes API.
 pub struct KubeCluster {
     client: kube::Client,
     timeout: Duration,
     cache: TtlCache<Key, Cached>,
+    in_flight: Coalescer<Key, Result<Cached, LookupError>>,
 }
 
+/// A question to the API. Lists are keyed by what the rule asked, not by the namespace alone,
+/// so a cached answer is as small as the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Namespace(String),
     Workload(WorkloadKind, String, String),
+    /// Namespace, and the pod labels the Services must select (`label_selector` syntax).
+    Services(String, String),
+    /// Namespace, label selector, how many pods are enough.
+    Pods(String, String, usize),
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +68,8 @@ enum Cached {
     Labels(Option<BTreeMap<String, String>>),
     // Boxed: a pod template is large, a label map small.
     Workload(Option<Box<Workload>>),
+    Services(Arc<Vec<Service>>),
+    Pods(Arc<Vec<Pod>>),
 }
 
 impl KubeCluster {
@@ -115,21 +82,122 @@ impl KubeCluster {
                 Duration::from_secs(settings.cache_ttl_seconds),
                 settings.cache_max_entries,
             ),
+            in_flight: Coalescer::default(),
         }
     }
 
-    /// Runs one API call within the timeout.
+    /// The answer to `key`: from the cache, else from the lookup in flight for it, else from
+    /// `fetch` run within the timeout. Failures are shared with the callers waiting on them but
+    /// never cached.
+    async fn answer<F>(&self, key: Key, fetch: F) -> Result<Cached, LookupError>
+    where
+        F: Future<Output = Result<Cached, LookupError>>,
+    {
+        if let Some(hit) = self.cache.get(&key, Instant::now()) {
+            return Ok(hit);
+        }
+        self.in_flight
+            .run(key.clone(), || async {
+                let value = match tokio::time::timeout(self.timeout, fetch).await {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        return Err(LookupError::Timeout(
+                            u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+                        ));
+                    }
+                };
+                self.cache.insert(key, value.clone(), Instant::now());
+                Ok(value)
+            })
+            .await
+    }
+
+    /// Reads the list at `path` page by page. `read` decodes one page's text (so items may
+    /// borrow from it), takes what it wants, and says whether to stop; it returns the
+    /// continue token of the page.
+    async fn list_pages(
+        &self,
+        path: &str,
+        mut params: ListParams,
+        mut read: impl FnMut(&str) -> Result<(Option<String>, ControlFlow<()>), serde_json::Error>,
+    ) -> Result<(), LookupError> {
+        let request = kube::core::Request::new(path);
+        loop {
+            let call = request
+                .list(&params)
+                .map_err(|e| LookupError::Api(format!("cannot build the list request: {e}")))?;
+            let text = self.client.request_text(call).await.map_err(api_error)?;
+            let (next, flow) = read(&text).map_err(|e| {
+                LookupError::Api(format!("cannot read the list from the Kubernetes API: {e}"))
+            })?;
+            match (next, flow) {
+                (Some(token), ControlFlow::Continue(())) => params = params.continue_token(&token),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn list_services(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Cached, LookupError> {
+        let mut fronting = Vec::new();
+        self.list_pages(
+            &format!("/api/v1/namespaces/{namespace}/services"),
+            ListParams::default().limit(SERVICE_PAGE),
+            |text| {
+                let page: Page<SlimService<'_>> = serde_json::from_str(text)?;
+                let next = page.next().map(str::to_owned);
+                fronting.extend(
+                    page.items
+                        .into_iter()
+                        .filter(|s| s.selects(labels))
+                        .map(Service::from),
+                );
+                Ok((next, ControlFlow::Continue(())))
+            },
+        )
+        .await?;
+        Ok(Cached::Services(Arc::new(fronting)))
+    }
+
+    async fn list_pods(
+        &self,
+        namespace: &str,
+        query: &PodQuery<'_>,
+    ) -> Result<Cached, LookupError> {
+        let mut wanted = Vec::new();
+        let params = ListParams::default()
+            .labels(&label_selector(query.selector))
+            .limit(POD_PAGE);
+        self.list_pages(
+            &format!("/api/v1/namespaces/{namespace}/pods"),
+            params,
+            |text| {
+                let page: Page<SlimPod> = serde_json::from_str(text)?;
+                let next = page.next().map(str::to_owned);
+                for p in page.items.into_iter().map(Pod::from) {
+                    if query.wants(&p) {
+                        wanted.push(p);
+                    }
+                    if wanted.len() >= query.enough {
+                        return Ok((next, ControlFlow::Break(())));
+                    }
+                }
+                Ok((next, ControlFlow::Continue(())))
+            },
+        )
+        .await?;
+        Ok(Cached::Pods(Arc::new(wanted)))
+    }
+
+    /// Runs one API call, mapping its error.
     async fn call<T>(
         &self,
         call: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, LookupError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(LookupError::Timeout(
-                u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-            )),
-            Ok(Err(error)) => Err(api_error(error)),
-            Ok(Ok(value)) => Ok(value),
-        }
+        call.await.map_err(api_error)
     }
 
     async fn get_workload(
@@ -228,17 +296,17 @@ impl ClusterView for KubeCluster {
         namespace: &str,
     ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
         let key = Key::Namespace(namespace.to_owned());
-        if let Some(Cached::Labels(labels)) = self.cache.get(&key, Instant::now()) {
-            return Ok(labels);
+        let fetch = async {
+            let api: Api<Namespace> = Api::all(self.client.clone());
+            let ns = self.call(api.get_opt(namespace)).await?;
+            Ok(Cached::Labels(
+                ns.map(|ns| ns.metadata.labels.unwrap_or_default()),
+            ))
+        };
+        match self.answer(key, fetch).await? {
+            Cached::Labels(labels) => Ok(labels),
+            other => Err(mismatch(&other)),
         }
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let labels = self
-            .call(api.get_opt(namespace))
-            .await?
-            .map(|ns| ns.metadata.labels.unwrap_or_default());
-        self.cache
-            .insert(key, Cached::Labels(labels.clone()), Instant::now());
-        Ok(labels)
     }
 
     async fn workload(
@@ -248,109 +316,58 @@ impl ClusterView for KubeCluster {
         name: &str,
     ) -> Result<Option<Workload>, LookupError> {
         let key = Key::Workload(kind, namespace.to_owned(), name.to_owned());
-        if let Some(Cached::Workload(w)) = self.cache.get(&key, Instant::now()) {
-            return Ok(w.map(|w| *w));
+        let fetch = async {
+            let w = self.get_workload(kind, namespace, name).await?;
+            Ok(Cached::Workload(w.map(Box::new)))
+        };
+        match self.answer(key, fetch).await? {
+            Cached::Workload(w) => Ok(w.map(|w| *w)),
+            other => Err(mismatch(&other)),
         }
-        let w = self.get_workload(kind, namespace, name).await?;
-        self.cache.insert(
-            key,
-            Cached::Workload(w.clone().map(Box::new)),
-            Instant::now(),
-        );
-        Ok(w)
     }
 
-    async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
-        Ok(self.call(api.list(&ListParams::default())).await?.items)
-    }
-
-    async fn pods(
+    async fn services(
         &self,
         namespace: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Pod>, LookupError> {
-        // An empty selector selects nothing (see `selector_matches`); never list everything.
-        if selector.is_empty() {
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Service>, LookupError> {
+        // Labels no selector can match (none at all) are fronted by no Service.
+        if labels.is_empty() {
             return Ok(Vec::new());
         }
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let params = ListParams::default().labels(&label_selector(selector));
-        Ok(self.call(api.list(&params)).await?.items)
+        let key = Key::Services(namespace.to_owned(), label_selector(labels));
+        match self
+            .answer(key, self.list_services(namespace, labels))
+            .await?
+        {
+            Cached::Services(s) => Ok(s.as_ref().clone()),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    async fn pods(&self, namespace: &str, query: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError> {
+        // An empty selector selects nothing (see `selector_matches`); never list everything.
+        if query.selector.is_empty() || query.enough == 0 {
+            return Ok(Vec::new());
+        }
+        let key = Key::Pods(
+            namespace.to_owned(),
+            label_selector(query.selector),
+            query.enough,
+        );
+        match self.answer(key, self.list_pods(namespace, query)).await? {
+            Cached::Pods(p) => Ok(p.as_ref().clone()),
+            other => Err(mismatch(&other)),
+        }
     }
 }
 
-/// A map whose entries expire `ttl` after insertion and that never holds more than `max`
-/// entries: when full, expired entries go first, then the oldest one. Time is passed in so
-/// tests need no clock.
-#[derive(Debug)]
-pub struct TtlCache<K, V> {
-    ttl: Duration,
-    max: usize,
-    entries: Mutex<HashMap<K, (Instant, V)>>,
-}
-
-impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
-    /// A cache; `ttl` zero or `max` zero disables it.
-    pub fn new(ttl: Duration, max: usize) -> Self {
-        Self {
-            ttl,
-            max,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, V)>> {
-        // A panic while holding the lock cannot leave the map half-updated: recover it.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn fresh(&self, at: Instant, now: Instant) -> bool {
-        now.saturating_duration_since(at) < self.ttl
-    }
-
-    /// The value stored under `key`, if it has not expired at `now`.
-    pub fn get(&self, key: &K, now: Instant) -> Option<V> {
-        let mut entries = self.lock();
-        match entries.get(key) {
-            Some((at, v)) if self.fresh(*at, now) => Some(v.clone()),
-            Some(_) => {
-                entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Stores `value` under `key` as of `now`.
-    pub fn insert(&self, key: K, value: V, now: Instant) {
-        if self.ttl.is_zero() || self.max == 0 {
-            return;
-        }
-        let mut entries = self.lock();
-        if entries.len() >= self.max && !entries.contains_key(&key) {
-            entries.retain(|_, (at, _)| now.saturating_duration_since(*at) < self.ttl);
-            if entries.len() >= self.max
-                && let Some(oldest) = entries
-                    .iter()
-                    .min_by_key(|(_, (at, _))| *at)
-                    .map(|(k, _)| k.clone())
-            {
-                entries.remove(&oldest);
-            }
-        }
-        entries.insert(key, (now, value));
-    }
-
-    /// How many entries are held (expired ones included until they are dropped).
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+/// An answer of another kind under a key: cannot happen, as each key kind is only ever
+/// answered by its own lookup; reported rather than trusted.
+fn mismatch(found: &Cached) -> LookupError {
+    LookupError::Api(format!(
+        "internal error: unexpected cached answer {found:?}"
+    ))
 }
 
 #[cfg(test)]
@@ -413,10 +430,6 @@ mod tests {
                 "selector": {"matchLabels": {"app": "earthly"}},
                 "template": {"metadata": {"labels": {"app": "earthly"}},
                     "spec": {"containers": [{"name": "buildkitd", "image": "earthly/buildkitd:v0.8.15"}]}}}})
-    }
-
-    fn list(kind: &str, items: Value) -> Value {
-        json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
     }
 
     #[tokio::test]
@@ -502,64 +515,192 @@ mod tests {
         assert_eq!(server.await.expect("server"), 3);
     }
 
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn service(name: &str, spec: Value) -> Value {
+        json!({"metadata": {"name": name, "namespace": "earthly-ci"}, "spec": spec})
+    }
+
+    fn page(kind: &str, items: Value, next: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": kind,
+            "metadata": {"resourceVersion": "1", "continue": next}, "items": items})
+    }
+
+    const SERVICES: &str = "/api/v1/namespaces/earthly-ci/services?&limit=250";
+
     #[tokio::test]
-    async fn services_are_listed_in_one_namespace() {
+    async fn services_are_paged_and_only_those_in_front_are_kept() {
+        let (cluster, handle) = cluster_with(&settings());
+        let server = serve(
+            handle,
+            vec![
+                (
+                    SERVICES,
+                    200,
+                    page(
+                        "ServiceList",
+                        json!([
+                            service("bk", json!({"selector": {"app": "earthly"}})),
+                            service("web", json!({"selector": {"app": "web"}})),
+                            service(
+                                "alias",
+                                json!({"type": "ExternalName",
+                                "selector": {"app": "earthly"}})
+                            )
+                        ]),
+                        "t1",
+                    ),
+                ),
+                (
+                    "/api/v1/namespaces/earthly-ci/services?&limit=250&continue=t1",
+                    200,
+                    page(
+                        "ServiceList",
+                        json!([service(
+                            "bk2",
+                            json!({"selector": {"app": "earthly",
+                            "component": "buildkitd"}})
+                        )]),
+                        "",
+                    ),
+                ),
+            ],
+        );
+        let pod = labels(&[("app", "earthly"), ("component", "buildkitd")]);
+        let names: Vec<_> = cluster
+            .services("earthly-ci", &pod)
+            .await
+            .expect("services")
+            .into_iter()
+            .map(|s| s.metadata.name.unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["bk", "bk2"]);
+        assert_eq!(server.await.expect("server"), 2);
+    }
+
+    #[tokio::test]
+    async fn list_answers_are_cached_by_namespace_and_labels() {
+        let (cluster, handle) = cluster_with(&settings());
+        let answer = page(
+            "ServiceList",
+            json!([service("bk", json!({"selector": {"app": "earthly"}}))]),
+            "",
+        );
+        // Two different label sets: two lists. The same one again: the cache.
+        let server = serve(
+            handle,
+            vec![(SERVICES, 200, answer.clone()), (SERVICES, 200, answer)],
+        );
+        let (a, b) = (labels(&[("app", "earthly")]), labels(&[("app", "web")]));
+        for l in [&a, &b, &a, &b] {
+            let expected = usize::from(l == &a);
+            let got = cluster.services("earthly-ci", l).await.expect("services");
+            assert_eq!(got.len(), expected);
+        }
+        assert_eq!(server.await.expect("server"), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_identical_lookups_make_one_list_call() {
         let (cluster, handle) = cluster_with(&settings());
         let server = serve(
             handle,
             vec![(
-                "/api/v1/namespaces/earthly-ci/services?",
+                SERVICES,
                 200,
-                list(
+                page(
                     "ServiceList",
-                    json!([{"metadata": {"name": "bk", "namespace": "earthly-ci"},
-                        "spec": {"selector": {"app": "earthly"}}}]),
+                    json!([service("bk", json!({"selector": {"app": "earthly"}}))]),
+                    "",
                 ),
             )],
         );
-        let services = cluster.services("earthly-ci").await.expect("services");
-        assert_eq!(services.len(), 1);
-        assert_eq!(services[0].metadata.name.as_deref(), Some("bk"));
-        server.await.expect("server");
+        let l = labels(&[("app", "earthly")]);
+        // One task polls all eight: by the time the mock answers, all have joined the first.
+        // A second request would go unanswered and time the lookup out.
+        let one = || cluster.services("earthly-ci", &l);
+        let answers = tokio::join!(one(), one(), one(), one(), one(), one(), one(), one());
+        let answers = [
+            answers.0, answers.1, answers.2, answers.3, answers.4, answers.5, answers.6, answers.7,
+        ];
+        for a in answers {
+            assert_eq!(a.expect("services").len(), 1);
+        }
+        assert_eq!(server.await.expect("server"), 1);
+        assert!(cluster.in_flight.is_empty());
     }
 
+    fn buildkitd_pod(name: &str, phase: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": "earthly-ci",
+                "labels": {"app": "earthly", "component": "buildkitd"}},
+            "spec": {"containers": [{"name": "b", "image": "earthly/buildkitd"}]},
+            "status": {"phase": phase}})
+    }
+
+    const PODS: &str = "/api/v1/namespaces/earthly-ci/pods?&labelSelector=app%3Dearthly%2Ccomponent%3Dbuildkitd&limit=50";
+
     #[tokio::test]
-    async fn pods_are_listed_with_a_label_selector_and_never_cached() {
+    async fn pod_lists_read_pages_until_enough_are_found() {
         let (cluster, handle) = cluster_with(&settings());
-        let uri = "/api/v1/namespaces/earthly-ci/pods?&labelSelector=app%3Dearthly%2Ccomponent%3Dbuildkitd";
-        let pods = list(
-            "PodList",
-            json!([{"metadata": {"name": "bk-0", "namespace": "earthly-ci"},
-                "spec": {"containers": [{"name": "b", "image": "earthly/buildkitd"}]}}]),
-        );
         let server = serve(
             handle,
             vec![
-                (uri, 200, pods.clone()),
-                (uri, 200, list("PodList", json!([]))),
+                (
+                    PODS,
+                    200,
+                    page(
+                        "PodList",
+                        json!([
+                            buildkitd_pod("done", "Succeeded"),
+                            buildkitd_pod("bk-0", "Running")
+                        ]),
+                        "t1",
+                    ),
+                ),
+                (
+                    // Enough after this page: the "t2" page is never asked for.
+                    "/api/v1/namespaces/earthly-ci/pods?&labelSelector=app%3Dearthly%2Ccomponent%3Dbuildkitd&limit=50&continue=t1",
+                    200,
+                    page(
+                        "PodList",
+                        json!([
+                            buildkitd_pod("bk-1", "Running"),
+                            buildkitd_pod("bk-2", "Running")
+                        ]),
+                        "t2",
+                    ),
+                ),
             ],
         );
-        let selector: BTreeMap<String, String> = [
-            ("app".to_owned(), "earthly".to_owned()),
-            ("component".to_owned(), "buildkitd".to_owned()),
-        ]
-        .into_iter()
-        .collect();
+        let selector = labels(&[("app", "earthly"), ("component", "buildkitd")]);
+        let running =
+            |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        let query = PodQuery {
+            selector: &selector,
+            keep: &running,
+            enough: 2,
+        };
+        let names: Vec<_> = cluster
+            .pods("earthly-ci", &query)
+            .await
+            .expect("pods")
+            .into_iter()
+            .map(|p| p.metadata.name.unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["bk-0", "bk-1"]);
+        // Cached: the mock answers nothing more.
         assert_eq!(
             cluster
-                .pods("earthly-ci", &selector)
+                .pods("earthly-ci", &query)
                 .await
                 .expect("pods")
                 .len(),
-            1
-        );
-        assert_eq!(
-            cluster
-                .pods("earthly-ci", &selector)
-                .await
-                .expect("pods")
-                .len(),
-            0
+            2
         );
         assert_eq!(server.await.expect("server"), 2);
     }
@@ -568,7 +709,13 @@ mod tests {
     async fn empty_selector_lists_nothing() {
         let (cluster, _handle) = cluster_with(&settings());
         assert_eq!(
-            cluster.pods("earthly-ci", &BTreeMap::new()).await,
+            cluster
+                .pods("earthly-ci", &PodQuery::all(&BTreeMap::new()))
+                .await,
+            Ok(vec![])
+        );
+        assert_eq!(
+            cluster.services("earthly-ci", &BTreeMap::new()).await,
             Ok(vec![])
         );
     }
@@ -579,13 +726,12 @@ mod tests {
         let message = "services is forbidden: User \"system:serviceaccount:earthly:webhook\" cannot list resource \"services\" in API group \"\" in the namespace \"earthly-ci\"";
         let server = serve(
             handle,
-            vec![(
-                "/api/v1/namespaces/earthly-ci/services?",
-                403,
-                status(403, "Forbidden", message),
-            )],
+            vec![(SERVICES, 403, status(403, "Forbidden", message))],
         );
-        let err = cluster.services("earthly-ci").await.expect_err("forbidden");
+        let err = cluster
+            .services("earthly-ci", &labels(&[("app", "earthly")]))
+            .await
+            .expect_err("forbidden");
         assert_eq!(
             err.to_string(),
             format!("the Kubernetes API answered 403 Forbidden: {message}")
@@ -633,99 +779,14 @@ mod tests {
     async fn closed_connection_is_an_unreachable_api() {
         let (cluster, handle) = cluster_with(&settings());
         drop(handle);
-        let err = cluster.services("ci").await.expect_err("closed");
-        assert!(
-            err.to_string()
-                .starts_with("cannot reach the Kubernetes API:"),
-            "{err}"
-        );
-    }
-
-    #[tokio::test]
-    async fn explicit_kubeconfig_is_used_for_lookups() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("kubeconfig");
-        // Port 1 on loopback: nothing listens, so the lookup fails fast and says why.
-        std::fs::write(
-            &path,
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
-             clusters: [{name: k, cluster: {server: 'http://127.0.0.1:1'}}]\n\
-             users: [{name: u, user: {token: t}}]\n\
-             contexts: [{name: c, context: {cluster: k, user: u}}]\n",
-        )
-        .expect("write kubeconfig");
-        let cluster = from_environment(Some(&path), &settings())
-            .await
-            .expect("client");
         let err = cluster
-            .namespace_labels("ci")
+            .services("ci", &labels(&[("app", "earthly")]))
             .await
-            .expect_err("nothing listens");
+            .expect_err("closed");
         assert!(
             err.to_string()
                 .starts_with("cannot reach the Kubernetes API:"),
             "{err}"
         );
-    }
-
-    #[tokio::test]
-    async fn unreadable_kubeconfig_is_an_error_naming_the_flag() {
-        let err =
-            match from_environment(Some(Path::new("/nonexistent/kubeconfig")), &settings()).await {
-                Err(e) => e.to_string(),
-                Ok(_) => panic!("a missing kubeconfig must not fall back"),
-            };
-        assert!(
-            err.starts_with("--kubeconfig /nonexistent/kubeconfig: "),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn cache_entries_expire_after_the_ttl() {
-        let cache = TtlCache::new(Duration::from_secs(5), 10);
-        let t0 = Instant::now();
-        cache.insert("a", 1, t0);
-        assert_eq!(cache.get(&"a", t0 + Duration::from_secs(4)), Some(1));
-        assert_eq!(cache.get(&"a", t0 + Duration::from_secs(5)), None);
-        assert!(cache.is_empty(), "an expired entry is dropped when read");
-    }
-
-    #[test]
-    fn full_cache_drops_expired_entries_first_then_the_oldest() {
-        let cache = TtlCache::new(Duration::from_secs(5), 2);
-        let t0 = Instant::now();
-        cache.insert("old", 1, t0);
-        cache.insert("newer", 2, t0 + Duration::from_secs(1));
-        cache.insert("third", 3, t0 + Duration::from_secs(2));
-        assert_eq!(cache.len(), 2);
-        let now = t0 + Duration::from_secs(2);
-        assert_eq!(cache.get(&"old", now), None);
-        assert_eq!(cache.get(&"newer", now), Some(2));
-        assert_eq!(cache.get(&"third", now), Some(3));
-
-        // Both expired by now: they make room before anything fresh is evicted.
-        let later = t0 + Duration::from_secs(10);
-        cache.insert("fourth", 4, later);
-        assert_eq!(cache.len(), 1);
-    }
-
-    #[test]
-    fn cache_never_grows_beyond_its_bound() {
-        let cache = TtlCache::new(Duration::from_secs(60), 16);
-        let t0 = Instant::now();
-        for i in 0..1000u64 {
-            cache.insert(i, i, t0 + Duration::from_millis(i));
-        }
-        assert_eq!(cache.len(), 16);
-        assert_eq!(cache.get(&999, t0 + Duration::from_secs(1)), Some(999));
-    }
-
-    #[test]
-    fn zero_ttl_disables_the_cache() {
-        let cache = TtlCache::new(Duration::ZERO, 16);
-        cache.insert("a", 1, Instant::now());
-        assert!(cache.is_empty());
     }
 }

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, Service};
 
-use super::{ClusterView, LookupError, MemoryCluster, Workload, WorkloadKind, label_selector};
+use super::{
+    ClusterView, LookupError, MemoryCluster, PodQuery, Workload, WorkloadKind, label_selector,
+};
 
 /// What every lookup does besides being recorded.
 #[derive(Debug, Clone, Default)]
@@ -98,18 +100,21 @@ impl ClusterView for Recording {
         self.inner.workload(kind, namespace, name).await
     }
 
-    async fn services(&self, namespace: &str) -> Result<Vec<Service>, LookupError> {
-        self.record(format!("services {namespace}")).await?;
-        self.inner.services(namespace).await
-    }
-
-    async fn pods(
+    async fn services(
         &self,
         namespace: &str,
-        selector: &BTreeMap<String, String>,
-    ) -> Result<Vec<Pod>, LookupError> {
-        self.record(format!("pods {namespace} {}", label_selector(selector)))
-            .await?;
-        self.inner.pods(namespace, selector).await
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Service>, LookupError> {
+        self.record(format!("services {namespace}")).await?;
+        self.inner.services(namespace, labels).await
+    }
+
+    async fn pods(&self, namespace: &str, query: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError> {
+        self.record(format!(
+            "pods {namespace} {}",
+            label_selector(query.selector)
+        ))
+        .await?;
+        self.inner.pods(namespace, query).await
     }
 }

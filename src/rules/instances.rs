@@ -95,7 +95,7 @@ pub(crate) async fn judge(
             warnings: Vec::new(),
         }),
         Instances::Sticky => {
-            let services = lookups.services(namespace).await?;
+            let services = lookups.services(namespace, labels).await?;
             Ok(demand.sticky(fronting(&services, labels), b.min_sticky_timeout_seconds))
         }
     }

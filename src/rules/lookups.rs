@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 
+use super::buildkitd::is_live_buildkitd;
 use super::{Context, Findings, RuleId};
-use crate::cluster::{ClusterView, LookupError, Workload, WorkloadKind, label_selector};
+use crate::cluster::{ClusterView, LookupError, PodQuery, Workload, WorkloadKind, label_selector};
 use crate::config::FailureMode;
+use crate::detect::Detector;
 
 /// Why a family stopped early.
 pub enum Stop {
@@ -105,10 +107,18 @@ impl<'a> Lookups<'a> {
         })
     }
 
-    pub(crate) async fn services(&self, namespace: &str) -> Result<Vec<Service>, Stop> {
+    /// The Services of `namespace` in front of pods labelled `labels`.
+    pub(crate) async fn services(
+        &self,
+        namespace: &str,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> Result<Vec<Service>, Stop> {
+        let Some(labels) = labels else {
+            return Ok(Vec::new());
+        };
         self.within(
             || format!("the Services of namespace {namespace}"),
-            self.cluster.services(namespace),
+            self.cluster.services(namespace, labels),
         )
         .await
     }
@@ -126,8 +136,11 @@ impl<'a> Lookups<'a> {
         .await
     }
 
-    pub(crate) async fn pods(
+    /// Live buildkitd pods `selector` selects. Two answer every rule, even when one of them is
+    /// the pod under review; the messages say "at least" of the rest.
+    pub(crate) async fn live_buildkitd(
         &self,
+        detector: &Detector,
         namespace: &str,
         selector: &BTreeMap<String, String>,
     ) -> Result<Vec<Pod>, Stop> {
@@ -137,7 +150,13 @@ impl<'a> Lookups<'a> {
                 label_selector(selector)
             )
         };
-        self.within(what, self.cluster.pods(namespace, selector))
+        let keep = |p: &Pod| is_live_buildkitd(detector, p);
+        let query = PodQuery {
+            selector,
+            keep: &keep,
+            enough: 2,
+        };
+        self.within(what, self.cluster.pods(namespace, &query))
             .await
     }
 }

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation;
 use serde::Deserialize;
 
-use super::buildkitd::{is_live_buildkitd, pod_ref};
+use super::buildkitd::pod_ref;
 use super::lookups::{Lookups, Stop, nothing};
 use super::sticky::{pod_selector, stickiness, sticky_prefix};
 use super::{Context, Findings, Input, Judgement, Rule, RuleId, Violation, object_ref};
@@ -68,12 +68,10 @@ impl Rule for Services {
             return nothing();
         };
         let lookups = Lookups::new(cx, &subject);
-        let pods = lookups.pods(input.namespace(), selector).await?;
-        let buildkitd_pods: Vec<String> = pods
-            .iter()
-            .filter(|p| is_live_buildkitd(cx.policy.detector(), p))
-            .map(pod_ref)
-            .collect();
+        let pods = lookups
+            .live_buildkitd(cx.policy.detector(), input.namespace(), selector)
+            .await?;
+        let buildkitd_pods: Vec<String> = pods.iter().map(pod_ref).collect();
         let violation = check(
             &subject,
             &new,
@@ -122,8 +120,9 @@ pub fn check(
     let why = stickiness(service, min_timeout_seconds).err()?;
     let pods = match buildkitd_pods.len() {
         1 => first.clone(),
-        2 => format!("{first} and 1 more pod"),
-        n => format!("{first} and {} more pods", n - 1),
+        // Lookups stop at the first few pods: the count is a lower bound.
+        2 => format!("{first} and at least 1 more pod"),
+        n => format!("{first} and at least {} more pods", n - 1),
     };
     Some(Violation {
         rule: RuleId::BuildkitdServiceNotSticky,
@@ -170,7 +169,7 @@ mod tests {
         assert_eq!(
             v.message,
             "earthly/buildkitd multi-instance mode needs sticky sessions: Service ci/bk selects \
-             buildkitd Pod ci/bk-0 and 1 more pod but has sessionAffinity: None. Set \
+             buildkitd Pod ci/bk-0 and at least 1 more pod but has sessionAffinity: None. Set \
              sessionAffinity: ClientIP with sessionAffinityConfig.clientIP.timeoutSeconds of at \
              least 600, or change its selector so that it selects no buildkitd pods."
         );

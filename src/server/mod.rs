@@ -394,6 +394,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Primed<S> {
     }
 }
 
+/// Fires `close` `delay` after `shutdown`. In between, readiness is off but the webhook keeps
+/// accepting: the endpoints controller, kube-proxy and the apiserver's endpoint resolution take
+/// a few seconds to stop sending to a terminating pod, and a closed listener would refuse what
+/// they still send (the apiserver turns that into a denied pod under `failurePolicy: Fail`).
+async fn close_after_delay(shutdown: CancellationToken, delay: Duration, close: CancellationToken) {
+    shutdown.cancelled().await;
+    tracing::info!(
+        ?delay,
+        "shutting down: not ready; still serving until endpoints drop this pod"
+    );
+    tokio::time::sleep(delay).await;
+    tracing::info!("shutdown delay over; closing the webhook listener");
+    close.cancel();
+}
+
 /// Listens for SIGTERM and ctrl-c (SIGINT) from the moment it is called, not from the first
 /// poll: a signal that arrives while the server is still starting must not kill the process
 /// with the default action. The returned future resolves on the first of them.
@@ -438,6 +453,9 @@ pub struct ServeOptions {
     pub policy: Policy,
     pub cluster: Arc<dyn ClusterView>,
     pub limits: Limits,
+    /// How long the webhook keeps accepting after shutdown starts (readiness already off).
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests then have to finish.
     pub shutdown_grace: Duration,
 }
 
@@ -534,13 +552,19 @@ pub async fn start(
         metrics.clone(),
         admin_stop.clone(),
     ));
+    let close = CancellationToken::new();
+    tokio::spawn(close_after_delay(
+        shutdown.clone(),
+        opts.shutdown_delay,
+        close.clone(),
+    ));
     let webhook = tokio::spawn(serve_tls(
         listener,
         tls_config,
         app,
         opts.limits,
         metrics,
-        shutdown.clone(),
+        close,
         opts.shutdown_grace,
     ));
     // Ready only now: config loaded, certificate loaded, listener bound.

@@ -151,6 +151,7 @@ impl TestServer {
             policy: Policy::new(opts.config).expect("policy"),
             cluster: opts.cluster,
             limits: opts.limits,
+            shutdown_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(5),
         };
         let (bound, handle) = server::start(serve, shutdown.clone())
