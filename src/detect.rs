@@ -11,12 +11,11 @@ use crate::config::Detection;
 use crate::image::ImageRef;
 
 mod entrypoint;
-mod family;
 
+use crate::family::BUILT_IN;
+pub use crate::family::Family;
+pub(crate) use crate::family::ImageKind;
 pub(crate) use entrypoint::{buildkit_host, env_var, is_remote_tcp};
-use family::BUILT_IN;
-pub use family::Family;
-pub(crate) use family::ImageKind;
 
 /// Pod annotation stating the role of every entry of `containers`.
 pub const ROLE_ANNOTATION: &str = "earthly.dev/role";

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod detect;
 pub mod envelope;
+pub mod family;
 pub mod image;
 pub mod logbuf;
 pub mod metrics;

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{Family, ImageKind};
+use crate::family::{Family, ImageKind};
 
 /// Extra image patterns per role and family, for custom images. Patterns are globs (`*`, `?`,
 /// `[...]`, `{a,b}`) matched against the normalised image name without tag or digest,

@@ -8,8 +8,8 @@
 
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 
-use super::family::Family;
 use super::{ROLE_ANNOTATION_PREFIX, Role};
+use crate::family::Family;
 
 /// The script whose rules this module follows; a `command` naming it still runs them.
 const ENTRYPOINT: &str = "earthly-entrypoint.sh";
