@@ -37,9 +37,10 @@ use super::{
 };
 use crate::config;
 
-/// Items per page of a Service list: ~800 bytes of JSON each, so a page is ~80 KB; pages of 250
-/// held 2 MiB of buffers while decoding, half of the RSS a review may add (docs/benchmarks.md).
-const SERVICE_PAGE: u32 = 100;
+/// Items per page of a Service list: ~800 bytes of JSON each, so a page is ~200 KB. Pages of 100
+/// were measured too: no less RSS growth (it moves in the allocator's 2 MiB steps) and 2.5 times
+/// the list calls (docs/benchmarks.md, "Lookups").
+const SERVICE_PAGE: u32 = 250;
 /// Items per page of a pod list: a pod is several KB of JSON, and a query usually wants the
 /// first one or two.
 const POD_PAGE: u32 = 50;
@@ -532,7 +533,7 @@ mod tests {
             "metadata": {"resourceVersion": "1", "continue": next}, "items": items})
     }
 
-    const SERVICES: &str = "/api/v1/namespaces/earthly-ci/services?&limit=100";
+    const SERVICES: &str = "/api/v1/namespaces/earthly-ci/services?&limit=250";
 
     #[tokio::test]
     async fn services_are_paged_and_only_those_in_front_are_kept() {
@@ -558,7 +559,7 @@ mod tests {
                     ),
                 ),
                 (
-                    "/api/v1/namespaces/earthly-ci/services?&limit=100&continue=t1",
+                    "/api/v1/namespaces/earthly-ci/services?&limit=250&continue=t1",
                     200,
                     page(
                         "ServiceList",
