@@ -65,7 +65,19 @@ async fn review_text(
     let rule = registry::rule(line);
     let (envelope, judge) = match rule.decode(text) {
         Ok(decoded) => decoded,
-        Err(error) => return wire::unreadable(text.as_bytes(), &error, rule),
+        Err(error) => {
+            // A request the line does not judge (a DELETE, say) is admitted whatever its
+            // objects hold, as before the operation left the routing key.
+            if let Ok((envelope, _)) = registry::rule(None).decode(text)
+                && wire::check_envelope(&envelope.api_version, &envelope.kind).is_ok()
+                && let Some(request) = envelope.request.as_ref()
+                && !request.uid.is_empty()
+                && !line.is_some_and(|l| l.judges(&request.operation))
+            {
+                return Ok(Answer::new(request).finish());
+            }
+            return wire::unreadable(text.as_bytes(), &error, rule);
+        }
     };
     wire::check_envelope(&envelope.api_version, &envelope.kind)?;
     let request = envelope.request.ok_or(BodyError::NoRequest)?;
@@ -83,6 +95,10 @@ async fn review_text(
     }
     let mode = route.mode.unwrap_or(policy.config().policy.default_mode);
     let mut answer = Answer::new(&request);
+    // The line was found without the operation; a request it does not judge is admitted as is.
+    if !line.is_some_and(|l| l.judges(&request.operation)) {
+        return Ok(answer.finish());
+    }
     let cx = Context { policy, cluster };
     match judge.judge(&cx, &request).await {
         Ok(judgement) => {

@@ -445,3 +445,20 @@ async fn job_and_cronjob_templates_are_judged_and_named() {
         "{w:?}"
     );
 }
+
+/// The operation is checked after the decode (it is not part of the routing key): a pod DELETE
+/// at /validate is admitted as it is, whatever its old object holds.
+#[tokio::test]
+async fn operations_no_line_judges_are_admitted_unread() {
+    let app = App::start().await;
+    let mut review: Value = serde_json::from_slice(&fixture(ALL_IN_ONE)).expect("fixture");
+    let object = review["request"]["object"].take();
+    review["request"]["operation"] = json!("DELETE");
+    review["request"]["oldObject"] = object;
+    review["request"]["oldObject"]["spec"]["containers"][0]["env"] = json!("not a list");
+    let answer = app
+        .review("/validate", serde_json::to_vec(&review).expect("json"))
+        .await;
+    assert_eq!(response(&answer)["allowed"], true, "{answer}");
+    assert!(response(&answer).get("warnings").is_none(), "{answer}");
+}

@@ -110,11 +110,16 @@ impl Registration {
             && self.group == key.group
             && self.resources.contains(&key.resource.as_str())
             && self.sub_resource == key.sub_resource.as_deref()
-            && self.operations.contains(&key.operation)
+    }
+
+    /// Whether the line judges `operation` (checked after the decode: see [`Key`]).
+    pub fn judges(&self, operation: &Operation) -> bool {
+        self.operations.contains(operation)
     }
 }
 
-/// The line that judges `key` at `action`, if any.
+/// The line for `key` at `action`, if any; whether it judges the request's operation is
+/// [`Registration::judges`].
 pub fn find(action: Action, key: Option<&Key>) -> Option<&'static Registration> {
     key.and_then(|key| REGISTRY.iter().find(|r| r.matches(action, key)))
 }
@@ -210,17 +215,17 @@ impl Rule for Unjudged {
 mod tests {
     use super::*;
 
-    fn key(group: &str, resource: &str, sub: Option<&str>, op: Operation) -> Key {
-        Key {
+    fn key(group: &str, resource: &str, sub: Option<&str>, op: Operation) -> (Key, Operation) {
+        let key = Key {
             group: group.to_owned(),
             resource: resource.to_owned(),
             sub_resource: sub.map(str::to_owned),
-            operation: op,
-        }
+        };
+        (key, op)
     }
 
-    fn judged(action: Action, key: &Key) -> bool {
-        find(action, Some(key)).is_some()
+    fn judged(action: Action, (key, op): &(Key, Operation)) -> bool {
+        find(action, Some(key)).is_some_and(|r| r.judges(op))
     }
 
     #[test]
