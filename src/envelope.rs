@@ -115,6 +115,14 @@ impl<O> Request<O> {
         }
     }
 
+    /// Whether `key` is this request's routing key; compared in place, since every request is
+    /// checked against the key the peek read.
+    pub fn is_routed_on(&self, key: &Key) -> bool {
+        key.group == self.resource.group
+            && key.resource == self.resource.resource
+            && key.sub_resource == self.sub_resource
+    }
+
     /// `kind` as the request names it (`Pod`, `Scale`).
     pub fn kind(&self) -> &str {
         &self.kind.kind

@@ -86,8 +86,8 @@ async fn review_text(
     }
     // The peek reads fields in the apiserver's order; a body written in another order may have
     // been routed on a partial key. Route it again on the whole one.
-    let key = request.key();
-    if routed_on != Some(&key) {
+    if !routed_on.is_some_and(|k| request.is_routed_on(k)) {
+        let key = request.key();
         let right = registry::find(route.action, Some(&key));
         if !same_line(right, line) {
             return Box::pin(review_text(policy, cluster, route, text, right, Some(&key))).await;
