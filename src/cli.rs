@@ -53,6 +53,8 @@ pub enum Command {
     Audit(crate::audit::AuditArgs),
     /// Generate a CA and a serving certificate for the webhook Service, and print the caBundle.
     Certs(CertsArgs),
+    /// Print the rules that need no cluster lookup as ValidatingAdmissionPolicies and bindings.
+    Policies(crate::policies::PoliciesArgs),
 }
 
 /// Flags of `certs`.
@@ -289,7 +291,7 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let level = cli.log_level.as_deref().unwrap_or(match cli.command {
         Command::Serve(_) => "info",
-        Command::Check(_) | Command::Audit(_) | Command::Certs(_) => "error",
+        Command::Check(_) | Command::Audit(_) | Command::Certs(_) | Command::Policies(_) => "error",
     });
     let _log_guard = match init_logging(cli.log_format, level) {
         Ok(guard) => guard,
@@ -300,7 +302,7 @@ pub fn main() -> ExitCode {
     };
     let workers = match &cli.command {
         Command::Serve(args) => Some(args.worker_threads),
-        Command::Check(_) | Command::Audit(_) | Command::Certs(_) => None,
+        Command::Check(_) | Command::Audit(_) | Command::Certs(_) | Command::Policies(_) => None,
     };
     let runtime = match runtime(workers) {
         Ok(rt) => rt,
@@ -312,6 +314,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Certs(args) => certs(&args),
+        Command::Policies(args) => crate::policies::run(&args),
         Command::Check(args) => return runtime.block_on(crate::check::run(args)),
         Command::Audit(args) => return runtime.block_on(crate::audit::run(args)),
     };

@@ -18,6 +18,7 @@ pub mod image;
 pub mod logbuf;
 pub mod metrics;
 pub mod mutate;
+pub mod policies;
 pub mod policy;
 pub mod review;
 pub mod rule_id;

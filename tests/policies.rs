@@ -1,0 +1,300 @@
+//! Equivalence of `earthly-webhook policies` with the webhook: the generated CEL is evaluated
+//! with a CEL interpreter (the `cel` crate, with the strings extension Kubernetes also serves)
+//! over every object and AdmissionReview fixture, and must refuse exactly what the webhook
+//! refuses, with the same message text. Lookups are not the policies' business: the webhook runs
+//! here without a cluster and with `cluster.failureMode: allow`, so everything it still denies
+//! is a stateless rule, and every one of those must be in the policies.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cel::objects::Key;
+use cel::{Context, Env, Value as Cel};
+use earthly_webhook::check::input::parse_documents;
+use earthly_webhook::check::request::{Submission, admission_request, is_namespaced};
+use earthly_webhook::cluster::NoCluster;
+use earthly_webhook::config::{Config, FailureMode, Mode};
+use earthly_webhook::policies::{self, Selection};
+use earthly_webhook::review::{self, Action, Policy, Route};
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionRequest;
+use serde_json::{Value, json};
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// JSON as CEL sees an object from the apiserver: integers are `int`, and a `null` field is
+/// absent (the apiserver decodes objects into their Go types, where null is the zero value).
+fn to_cel(v: &Value) -> Cel {
+    match v {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Cel::Float(n.as_f64().unwrap_or(0.0)), Cel::Int),
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Array(a) => Cel::List(Arc::new(a.iter().map(to_cel).collect())),
+        Value::Object(o) => {
+            let m: HashMap<Key, Cel> = o
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (Key::from(k.clone()), to_cel(v)))
+                .collect();
+            Cel::from(m)
+        }
+    }
+}
+
+/// The CEL environment of Kubernetes admission policies, as far as the policies use it.
+fn env() -> Arc<Env> {
+    let mut env = Env::stdlib();
+    env.add_extension(cel::extensions::strings)
+        .expect("strings extension");
+    Arc::new(env)
+}
+
+/// What one policy says about one request: `None` when it does not apply, else the messages of
+/// the validations that fail.
+fn evaluate(
+    env: &Arc<Env>,
+    policy: &Value,
+    request: &Value,
+) -> Result<Option<Vec<String>>, String> {
+    let spec = &policy["spec"];
+    let matches = spec["matchConstraints"]["resourceRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| {
+            let has = |field: &str, v: &Value| {
+                r[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x == v || x == "*")
+            };
+            has("apiGroups", &request["resource"]["group"])
+                && has("resources", &request["resource"]["resource"])
+                && has("operations", &request["operation"])
+                && request["subResource"].as_str().unwrap_or("").is_empty()
+        });
+    if !matches {
+        return Ok(None);
+    }
+    let mut ctx = Context::with_env(env.clone());
+    ctx.add_variable_from_value("object", to_cel(&request["object"]));
+    ctx.add_variable_from_value("oldObject", to_cel(&request["oldObject"]));
+    ctx.add_variable_from_value("request", to_cel(request));
+    let run = |ctx: &Context, what: &str, src: &str| -> Result<Cel, String> {
+        let program = env
+            .compile(src)
+            .map_err(|e| format!("{what}: does not parse: {e}"))?;
+        program.execute(ctx).map_err(|e| format!("{what}: {e:?}"))
+    };
+    for c in spec["matchConditions"].as_array().into_iter().flatten() {
+        let name = c["name"].as_str().unwrap_or_default();
+        match run(&ctx, name, c["expression"].as_str().unwrap_or_default())? {
+            Cel::Bool(true) => {}
+            Cel::Bool(false) => return Ok(None),
+            other => return Err(format!("matchCondition {name} gave {other:?}")),
+        }
+    }
+    let mut variables: HashMap<Key, Cel> = HashMap::new();
+    for v in spec["variables"].as_array().into_iter().flatten() {
+        let name = v["name"].as_str().unwrap_or_default().to_owned();
+        ctx.add_variable_from_value("variables", Cel::from(variables.clone()));
+        let value = run(&ctx, &name, v["expression"].as_str().unwrap_or_default())?;
+        variables.insert(Key::from(name), value);
+    }
+    ctx.add_variable_from_value("variables", Cel::from(variables));
+    let mut failures = Vec::new();
+    for (i, v) in spec["validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        match run(
+            &ctx,
+            &format!("validation {i}"),
+            v["expression"].as_str().unwrap_or_default(),
+        )? {
+            Cel::Bool(true) => {}
+            Cel::Bool(false) => {
+                let what = format!("messageExpression {i}");
+                match run(
+                    &ctx,
+                    &what,
+                    v["messageExpression"].as_str().unwrap_or_default(),
+                )? {
+                    Cel::String(s) => failures.push(s.to_string()),
+                    other => return Err(format!("{what} gave {other:?}")),
+                }
+            }
+            other => return Err(format!("validation {i} gave {other:?}")),
+        }
+    }
+    Ok(Some(failures))
+}
+
+/// Fixtures kubectl refuses too (tests/data/realworld/README.md): broken YAML, `value: true`.
+const UNREADABLE: &[&str] = &[
+    "/broken/",
+    "self-hosted-satellite-pod",
+    "pod-template-verbatim",
+];
+
+/// Every request the fixtures hold: AdmissionReviews as sent, objects as CREATEs.
+fn requests() -> Vec<(String, AdmissionRequest<DynamicObject>)> {
+    let mut out = Vec::new();
+    for dir in ["admission-reviews", "policies/reviews"] {
+        for path in files(&data().join(dir)) {
+            let text = std::fs::read_to_string(&path).expect("fixture");
+            let review: Value = serde_json::from_str(&text).expect("AdmissionReview");
+            let request = serde_json::from_value(review["request"].clone()).expect("request");
+            out.push((path.display().to_string(), request));
+        }
+    }
+    for dir in [
+        "realworld",
+        "manifests",
+        "k8s-api-testdata",
+        "policies/objects",
+    ] {
+        for path in files(&data().join(dir)) {
+            let name = path.display().to_string();
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            // What kubectl refuses never reaches an apiserver: no request to judge.
+            let Ok(documents) = parse_documents(&name, &text) else {
+                assert!(
+                    UNREADABLE.iter().any(|u| name.contains(u)),
+                    "{name} does not read"
+                );
+                continue;
+            };
+            for (i, o) in documents.iter().flat_map(|d| d.objects.iter()).enumerate() {
+                let ns = o
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned());
+                let ns = is_namespaced(&o.kind).then_some(ns.as_str());
+                if let Ok(r) = admission_request(&Submission::create(&o.value, ns)) {
+                    out.push((format!("{name}#{i} {}", o.kind), r));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("json" | "yaml" | "yml")
+        ) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn config(name: &str) -> Config {
+    let path = data().join("policies").join(name);
+    let mut c = if name.is_empty() {
+        Config::default()
+    } else {
+        Config::load(&path).expect("config")
+    };
+    c.cluster.failure_mode = FailureMode::Allow;
+    c
+}
+
+/// The request as the `request` variable of CEL shows it (`namespace` is '' when absent).
+fn request_json(r: &AdmissionRequest<DynamicObject>) -> Value {
+    let mut v = serde_json::to_value(r).expect("request json");
+    if v["namespace"].is_null() {
+        v["namespace"] = json!("");
+    }
+    v
+}
+
+async fn equivalence(config_name: &str) -> usize {
+    let config = config(config_name);
+    let objects = policies::generate(&config, &Selection::default());
+    let vaps: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ValidatingAdmissionPolicy")
+        .collect();
+    let policy = Policy::new(config.clone()).expect("policy");
+    let env = env();
+    let requests = requests();
+    assert!(requests.len() > 100, "only {} fixtures", requests.len());
+    let mut denied = 0;
+    let mut mismatches = Vec::new();
+    for (name, request) in &requests {
+        let route = Route {
+            action: Action::Validate,
+            mode: Some(Mode::Enforce),
+        };
+        let reviewed = review::review(&policy, &NoCluster, route, request).await;
+        let response = reviewed.response();
+        let webhook = (!response.allowed).then(|| response.result.message.clone());
+        let json = request_json(request);
+        let mut messages = Vec::new();
+        for vap in &vaps {
+            match evaluate(&env, vap, &json) {
+                Ok(found) => messages.extend(found.into_iter().flatten()),
+                Err(e) => messages.push(format!(
+                    "evaluation error in {}: {e}",
+                    vap["metadata"]["name"]
+                )),
+            }
+        }
+        let cel = (!messages.is_empty()).then(|| messages.join("; "));
+        denied += usize::from(webhook.is_some());
+        if cel != webhook {
+            mismatches.push(format!(
+                "{name}:\n  webhook: {webhook:?}\n  policies: {cel:?}"
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "config {config_name:?}: {} of {} differ:\n{}",
+        mismatches.len(),
+        requests.len(),
+        mismatches.join("\n")
+    );
+    denied
+}
+
+#[tokio::test]
+async fn policies_refuse_what_the_webhook_refuses_with_the_default_config() {
+    let denied = equivalence("").await;
+    assert!(denied >= 5, "the fixtures hold denials: {denied}");
+}
+
+#[tokio::test]
+async fn policies_refuse_what_the_webhook_refuses_with_configured_images() {
+    let denied = equivalence("config-globs.yaml").await;
+    assert!(denied >= 5, "the fixtures hold denials: {denied}");
+}
+
+#[tokio::test]
+async fn policies_refuse_what_the_webhook_refuses_in_sticky_mode() {
+    equivalence("config-sticky.yaml").await;
+}
