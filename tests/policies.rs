@@ -13,12 +13,13 @@ use cel::objects::Key;
 use cel::{Context, Env, Value as Cel};
 use earthly_webhook::check::input::parse_documents;
 use earthly_webhook::check::request::{Submission, admission_request, is_namespaced};
+use earthly_webhook::check::template::{template_path, template_pod};
 use earthly_webhook::cluster::NoCluster;
 use earthly_webhook::config::{Config, FailureMode, Mode};
 use earthly_webhook::policies::{self, Selection};
 use earthly_webhook::review::{self, Action, Policy, Route};
 use kube::core::DynamicObject;
-use kube::core::admission::AdmissionRequest;
+use kube::core::admission::{AdmissionRequest, Operation};
 use serde_json::{Value, json};
 
 fn data() -> PathBuf {
@@ -47,23 +48,77 @@ fn to_cel(v: &Value) -> Cel {
     }
 }
 
-/// The CEL environment of Kubernetes admission policies, as far as the policies use it.
+/// MutatingAdmissionPolicy's `JSONPatch{op, path, value}`, read back as the map it stands for.
+struct JsonPatchType(cel::common::types::Type);
+
+impl cel::StructType for JsonPatchType {
+    fn get_type(&self) -> &cel::common::types::Type {
+        &self.0
+    }
+
+    fn new_value<'b, 'v>(
+        &self,
+        fields: std::collections::BTreeMap<String, cel::common::value::CowVal<'b, 'v>>,
+    ) -> Result<Box<dyn cel::common::value::Val + 'v>, cel::ExecutionError> {
+        let mut map: HashMap<Key, Cel> = HashMap::new();
+        for (name, value) in fields {
+            if !["op", "path", "value", "from"].contains(&name.as_str()) {
+                return Err(cel::ExecutionError::function_error(
+                    "JSONPatch",
+                    format!("no field {name}"),
+                ));
+            }
+            let value = Cel::try_from(&*value)
+                .map_err(|_| cel::ExecutionError::function_error("JSONPatch", "not a value"))?;
+            map.insert(Key::from(name), value);
+        }
+        Ok(Cel::from(map).try_into().expect("a map is a value"))
+    }
+}
+
+/// The CEL environment of Kubernetes admission policies, as far as the policies use it: the
+/// strings and lists extensions, and MutatingAdmissionPolicy's `JSONPatch` type.
 fn env() -> Arc<Env> {
     let mut env = Env::stdlib();
     env.add_extension(cel::extensions::strings)
         .expect("strings extension");
+    env.add_extension(cel::extensions::lists)
+        .expect("lists extension");
+    let patch = cel::common::types::Type::new_struct("JSONPatch".to_owned());
+    env.add_type(JsonPatchType(patch)).expect("JSONPatch type");
     Arc::new(env)
 }
 
-/// What one policy says about one request: `None` when it does not apply, else the messages of
-/// the validations that fail.
-fn evaluate(
-    env: &Arc<Env>,
-    policy: &Value,
-    request: &Value,
-) -> Result<Option<Vec<String>>, String> {
-    let spec = &policy["spec"];
-    let matches = spec["matchConstraints"]["resourceRules"]
+/// A CEL value as JSON, `JSONPatch` structs as their JSON form.
+fn to_json(v: &Cel) -> Value {
+    match v {
+        Cel::Struct(s) => Value::Object(
+            s.field_values()
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(&Cel::try_from(&**v).expect("a value"))))
+                .collect(),
+        ),
+        Cel::List(l) => Value::Array(l.iter().map(to_json).collect()),
+        Cel::Map(m) => Value::Object(
+            m.map
+                .iter()
+                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .collect(),
+        ),
+        other => other.json().expect("JSON value"),
+    }
+}
+
+fn run(env: &Env, ctx: &Context, what: &str, src: &str) -> Result<Cel, String> {
+    let program = env
+        .compile(src)
+        .map_err(|e| format!("{what}: does not parse: {e}"))?;
+    program.execute(ctx).map_err(|e| format!("{what}: {e:?}"))
+}
+
+/// Whether a policy's `matchConstraints` select the request (no subresources are matched).
+fn constrained(policy: &Value, request: &Value) -> bool {
+    policy["spec"]["matchConstraints"]["resourceRules"]
         .as_array()
         .into_iter()
         .flatten()
@@ -79,23 +134,32 @@ fn evaluate(
                 && has("resources", &request["resource"]["resource"])
                 && has("operations", &request["operation"])
                 && request["subResource"].as_str().unwrap_or("").is_empty()
-        });
-    if !matches {
+        })
+}
+
+/// The context a policy's expressions see for `request`, with its variables evaluated in
+/// order; `None` when the policy does not apply (constraints or matchConditions).
+fn prepare(
+    env: &Arc<Env>,
+    policy: &Value,
+    request: &Value,
+) -> Result<Option<Context<'static, 'static>>, String> {
+    let spec = &policy["spec"];
+    if !constrained(policy, request) {
         return Ok(None);
     }
     let mut ctx = Context::with_env(env.clone());
     ctx.add_variable_from_value("object", to_cel(&request["object"]));
     ctx.add_variable_from_value("oldObject", to_cel(&request["oldObject"]));
     ctx.add_variable_from_value("request", to_cel(request));
-    let run = |ctx: &Context, what: &str, src: &str| -> Result<Cel, String> {
-        let program = env
-            .compile(src)
-            .map_err(|e| format!("{what}: does not parse: {e}"))?;
-        program.execute(ctx).map_err(|e| format!("{what}: {e:?}"))
-    };
     for c in spec["matchConditions"].as_array().into_iter().flatten() {
         let name = c["name"].as_str().unwrap_or_default();
-        match run(&ctx, name, c["expression"].as_str().unwrap_or_default())? {
+        match run(
+            env,
+            &ctx,
+            name,
+            c["expression"].as_str().unwrap_or_default(),
+        )? {
             Cel::Bool(true) => {}
             Cel::Bool(false) => return Ok(None),
             other => return Err(format!("matchCondition {name} gave {other:?}")),
@@ -105,26 +169,47 @@ fn evaluate(
     for v in spec["variables"].as_array().into_iter().flatten() {
         let name = v["name"].as_str().unwrap_or_default().to_owned();
         ctx.add_variable_from_value("variables", Cel::from(variables.clone()));
-        let value = run(&ctx, &name, v["expression"].as_str().unwrap_or_default())?;
+        let value = run(
+            env,
+            &ctx,
+            &name,
+            v["expression"].as_str().unwrap_or_default(),
+        )?;
         variables.insert(Key::from(name), value);
     }
     ctx.add_variable_from_value("variables", Cel::from(variables));
+    Ok(Some(ctx))
+}
+
+/// What one policy says about one request: `None` when it does not apply, else the messages of
+/// the validations that fail.
+fn evaluate(
+    env: &Arc<Env>,
+    policy: &Value,
+    request: &Value,
+) -> Result<Option<Vec<String>>, String> {
+    let Some(ctx) = prepare(env, policy, request)? else {
+        return Ok(None);
+    };
     let mut failures = Vec::new();
-    for (i, v) in spec["validations"]
+    for (i, v) in policy["spec"]["validations"]
         .as_array()
         .into_iter()
         .flatten()
         .enumerate()
     {
+        let what = format!("validation {i}");
         match run(
+            env,
             &ctx,
-            &format!("validation {i}"),
+            &what,
             v["expression"].as_str().unwrap_or_default(),
         )? {
             Cel::Bool(true) => {}
             Cel::Bool(false) => {
                 let what = format!("messageExpression {i}");
                 match run(
+                    env,
                     &ctx,
                     &what,
                     v["messageExpression"].as_str().unwrap_or_default(),
@@ -133,10 +218,37 @@ fn evaluate(
                     other => return Err(format!("{what} gave {other:?}")),
                 }
             }
-            other => return Err(format!("validation {i} gave {other:?}")),
+            other => return Err(format!("{what} gave {other:?}")),
         }
     }
     Ok(Some(failures))
+}
+
+/// The JSONPatch a mutating policy gives for `request` (empty when it does not apply).
+fn mutation(env: &Arc<Env>, policy: &Value, request: &Value) -> Result<json_patch::Patch, String> {
+    let Some(ctx) = prepare(env, policy, request)? else {
+        return Ok(json_patch::Patch(Vec::new()));
+    };
+    let mut ops = Vec::new();
+    for (i, m) in policy["spec"]["mutations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let what = format!("mutation {i}");
+        let value = run(
+            env,
+            &ctx,
+            &what,
+            m["jsonPatch"]["expression"].as_str().unwrap_or_default(),
+        )?;
+        let Value::Array(list) = to_json(&value) else {
+            return Err(format!("{what} gave {value:?}"));
+        };
+        ops.extend(list);
+    }
+    serde_json::from_value(Value::Array(ops)).map_err(|e| format!("not a JSON patch: {e}"))
 }
 
 /// Fixtures kubectl refuses too (tests/data/realworld/README.md): broken YAML, `value: true`.
@@ -302,4 +414,134 @@ async fn policies_refuse_what_the_webhook_refuses_in_sticky_mode() {
     // Only the role annotations are refused without a lookup in sticky mode.
     let denied = equivalence("config-sticky.yaml").await;
     assert!(denied >= 8, "the fixtures hold denials: {denied}");
+}
+
+/// Every pod CREATE the fixtures hold: pods as sent or written, and the pods the controllers of
+/// workloads, Jobs and CronJobs would create from their templates.
+fn pod_creates() -> Vec<(String, AdmissionRequest<DynamicObject>)> {
+    let mut out: Vec<_> = requests()
+        .into_iter()
+        .filter(|(_, r)| {
+            r.resource.resource == "pods"
+                && r.sub_resource.is_none()
+                && r.operation == Operation::Create
+        })
+        .collect();
+    for dir in [
+        "realworld",
+        "manifests",
+        "k8s-api-testdata",
+        "policies/objects",
+    ] {
+        for path in files(&data().join(dir)) {
+            let name = path.display().to_string();
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(documents) = parse_documents(&name, &text) else {
+                continue;
+            };
+            for (i, o) in documents.iter().flat_map(|d| d.objects.iter()).enumerate() {
+                let Some(at) = template_path(&o.api_version, &o.kind) else {
+                    continue;
+                };
+                let ns = o
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned());
+                let Some(pod) = template_pod(o, at, &ns) else {
+                    continue;
+                };
+                if let Ok(r) = admission_request(&Submission::create(&pod, Some(&ns))) {
+                    out.push((format!("{name}#{i} {} template", o.kind), r));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The mutating policy gives the pod the webhook's patch gives, and nothing more when run
+/// again on it (reinvocation). Pods the webhook refuses at /mutate (role annotations) get no
+/// patch from the policy either: the validating policy refuses them.
+async fn mutation_equivalence(config_name: &str) -> usize {
+    let config = config(config_name);
+    let objects = policies::generate(&config, &Selection::default());
+    let map = objects
+        .iter()
+        .find(|o| o["kind"] == "MutatingAdmissionPolicy")
+        .expect("a MutatingAdmissionPolicy");
+    let policy = Policy::new(config.clone()).expect("policy");
+    let env = env();
+    let pods = pod_creates();
+    assert!(pods.len() > 50, "only {} pods", pods.len());
+    let (mut mutated, mut mismatches) = (0, Vec::new());
+    for (name, request) in &pods {
+        let route = Route {
+            action: Action::Mutate,
+            mode: Some(Mode::Enforce),
+        };
+        let reviewed = review::review(&policy, &NoCluster, route, request).await;
+        let response = reviewed.response();
+        let json = request_json(request);
+        let object = json["object"].clone();
+        let mut expected = object.clone();
+        if let Some(bytes) = &response.patch {
+            let patch: json_patch::Patch = serde_json::from_slice(bytes).expect("webhook patch");
+            json_patch::patch(&mut expected, &patch).expect("webhook patch applies");
+            mutated += 1;
+        }
+        let mut got = object.clone();
+        let outcome = mutation(&env, map, &json).and_then(|p| {
+            json_patch::patch(&mut got, &p)
+                .map_err(|e| format!("policy patch does not apply: {e}"))?;
+            if !response.allowed && !p.0.is_empty() {
+                return Err(format!(
+                    "the webhook refuses the pod, the policy patches it: {p:?}"
+                ));
+            }
+            // Reinvoked on its own output, the policy changes nothing.
+            let mut again = json.clone();
+            again["object"] = got.clone();
+            let mut twice = got.clone();
+            let p2 = mutation(&env, map, &again)?;
+            json_patch::patch(&mut twice, &p2)
+                .map_err(|e| format!("second patch does not apply: {e}"))?;
+            if twice != got {
+                return Err(format!("not idempotent: {p2:?}"));
+            }
+            Ok(())
+        });
+        let pruned = |v: &Value| to_json(&to_cel(v));
+        if let Err(e) = outcome {
+            mismatches.push(format!("{name}: {e}"));
+        } else if pruned(&got) != pruned(&expected) {
+            mismatches.push(format!(
+                "{name}:\n  webhook: {}\n  policy:  {}",
+                pruned(&expected),
+                pruned(&got)
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "config {config_name:?}: {} of {} pods differ:\n{}",
+        mismatches.len(),
+        pods.len(),
+        mismatches.join("\n")
+    );
+    mutated
+}
+
+#[tokio::test]
+async fn mutating_policy_gives_the_webhooks_pod_with_the_default_config() {
+    let mutated = mutation_equivalence("").await;
+    assert!(mutated >= 20, "the fixtures hold mutations: {mutated}");
+}
+
+#[tokio::test]
+async fn mutating_policy_gives_the_webhooks_pod_with_every_mutation_configured() {
+    let mutated = mutation_equivalence("config-mutation.yaml").await;
+    assert!(mutated >= 20, "the fixtures hold mutations: {mutated}");
 }

@@ -112,3 +112,22 @@ pub fn validating(policy: &str, selection: &Selection, default_mode: Mode) -> Ve
         |mode| json!({"validationActions": [actions(mode)]}),
     )
 }
+
+/// The binding of the mutating policy: the mutation is the same in every mode, so one binding
+/// covers every opted-in namespace.
+pub fn mutating(policy: &str, selection: &Selection) -> Value {
+    let mut m = match_resources(selection, None);
+    if let Some(exprs) = m["namespaceSelector"]["matchExpressions"].as_array_mut() {
+        // No mode label test: index 1 is the mode expression.
+        exprs.remove(1);
+    }
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1beta1",
+        "kind": "MutatingAdmissionPolicyBinding",
+        "metadata": {
+            "name": policy,
+            "labels": {"app.kubernetes.io/managed-by": "earthly-webhook-policies"},
+        },
+        "spec": {"policyName": policy, "matchResources": m},
+    })
+}

@@ -1,13 +1,15 @@
 //! `earthly-webhook policies`: the rules that need no cluster lookup, as admission policies the
 //! apiserver evaluates in-process (ValidatingAdmissionPolicy, `admissionregistration.k8s.io/v1`,
-//! Kubernetes 1.30+), generated from the same config the server reads.
+//! Kubernetes 1.30+; MutatingAdmissionPolicy, `v1beta1`, 1.34+), generated from the same config the server reads.
 //! `tests/policies.rs` evaluates them with a CEL interpreter over every fixture and checks they
 //! decide as the webhook does; docs/admission-policies.md says what they cover.
 
 pub mod bindings;
 pub mod cel;
 mod glob;
+pub mod mutating;
 pub mod output;
+mod placement;
 pub mod validating;
 
 use serde_json::Value;
@@ -20,6 +22,7 @@ use crate::config::Config;
 pub fn generate(config: &Config, selection: &Selection) -> Vec<Value> {
     let policies = validating::policies(config);
     let mut out: Vec<Value> = policies.iter().map(validating::Policy::to_object).collect();
+    out.push(mutating::policy(config));
     for p in &policies {
         out.extend(bindings::validating(
             p.name,
@@ -27,6 +30,7 @@ pub fn generate(config: &Config, selection: &Selection) -> Vec<Value> {
             config.policy.default_mode,
         ));
     }
+    out.push(bindings::mutating(mutating::NAME, selection));
     out
 }
 
