@@ -192,6 +192,11 @@ expect_failure "config.cluster.lookupTimeoutMs=5000 is not below webhooks.timeou
   --set config.cluster.lookupTimeoutMs=5000
 expect_failure "nothing would call the webhook" \
   --set webhooks.mutating.enabled=false --set webhooks.validating.enabled=false
+expect_failure "engine=admissionPolicies needs ValidatingAdmissionPolicy" \
+  --kube-version 1.29.0 --set engine=admissionPolicies
+expect_failure "the chart's admission policies were generated for the default config" \
+  --kube-version 1.35.0 --set engine=both --set admissionPolicies.mutating=false \
+  --set 'config.detection.earthlyImages={ghcr.io/acme/earthly*}'
 expect_failure "the image pattern \"*/*\" in config.detection has no literal part" \
   --kube-version 1.30.0 --set webhooks.matchConditions.enabled=true \
   --set-json 'config.detection.earthlyImages=["*/*"]'
