@@ -35,10 +35,10 @@ fn generated() -> String {
     let raw = values_config();
     let mut server = raw.clone();
     // As the ConfigMap template does: an empty source means the server's default.
-    if server["mutation"]["scratchVolume"]["source"] == json!({}) {
-        if let Some(s) = server["mutation"]["scratchVolume"].as_object_mut() {
-            s.remove("source");
-        }
+    if server["mutation"]["scratchVolume"]["source"] == json!({})
+        && let Some(s) = server["mutation"]["scratchVolume"].as_object_mut()
+    {
+        s.remove("source");
     }
     let yaml = serde_yaml_ng::to_string(&server).expect("config YAML");
     let config = Config::from_yaml(&yaml, "values.yaml config").expect("the chart's config");
