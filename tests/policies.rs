@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cel::objects::Key;
 use cel::{Context, Env, Value as Cel};
@@ -109,10 +109,23 @@ fn to_json(v: &Cel) -> Value {
     }
 }
 
+/// Compiles each expression once: the policies hold a few dozen, evaluated for every fixture.
+fn compiled(env: &Env, src: &str) -> Result<Arc<cel::Program>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<cel::Program>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(p) = cache.lock().expect("cache").get(src) {
+        return Ok(p.clone());
+    }
+    let program = Arc::new(env.compile(src).map_err(|e| e.to_string())?);
+    cache
+        .lock()
+        .expect("cache")
+        .insert(src.to_owned(), program.clone());
+    Ok(program)
+}
+
 fn run(env: &Env, ctx: &Context, what: &str, src: &str) -> Result<Cel, String> {
-    let program = env
-        .compile(src)
-        .map_err(|e| format!("{what}: does not parse: {e}"))?;
+    let program = compiled(env, src).map_err(|e| format!("{what}: does not parse: {e}"))?;
     program.execute(ctx).map_err(|e| format!("{what}: {e:?}"))
 }
 
