@@ -171,7 +171,7 @@ fn entrypoint_role(family: Family) -> String {
 
 /// The variables of a policy judging the pod spec at `t`. `containers` lists every container,
 /// init containers first (the order of `Detector::classify`), as
-/// `{'name', 'init', 'kind', 'family', 'role'}`; `role` is '' for containers that are not
+/// `{'c', 'name', 'init', 'kind', 'family', 'role'}` (`c` the container); `role` is '' for containers that are not
 /// Earthly, `family` the image's family (`earthly` when the image is not Earthly's).
 pub fn detection(t: Template, detection: &Detection) -> Vec<Variable> {
     let spec = t.spec();
@@ -216,7 +216,7 @@ pub fn detection(t: Template, detection: &Detection) -> Vec<Variable> {
         Variable {
             name: "containers",
             expression: format!(
-                "variables.kinds.map(i, {{'name': i.c.name, 'init': i.init, 'kind': i.kind, \
+                "variables.kinds.map(i, {{'c': i.c, 'name': i.c.name, 'init': i.init, 'kind': i.kind, \
                  'family': i.kind == '' ? 'earthly' : i.kind.split('/')[0], 'role': {role}}})"
             ),
         },

@@ -10,6 +10,7 @@ mod glob;
 pub mod mutating;
 pub mod output;
 mod placement;
+mod scratch;
 pub mod validating;
 
 use serde_json::Value;

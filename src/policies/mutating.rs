@@ -7,9 +7,9 @@
 
 use serde_json::{Value, json};
 
-use super::cel::{self, Template, Variable, lit, lits};
+use super::cel::{self, Template, Variable, lit};
+use super::scratch;
 use crate::config::{Config, Mutation};
-use crate::family::Family;
 
 /// The policy's name, which its binding names.
 pub const NAME: &str = "earthly-webhook-pods";
@@ -36,47 +36,10 @@ fn patch(path: &str, value: &str) -> String {
     format!("JSONPatch{{op: 'add', path: {path}, value: {value}}}")
 }
 
-/// The segments of a path that name a directory, as `mutate::scratch` counts them.
-fn segments(path: &str) -> String {
-    format!("{path}.split('/').filter(x, x != '' && x != '.')")
-}
-
-/// The scratch path of container `t.p.c` from its last tmp-dir entry `t.e` (see
-/// `mutate::scratch_path`): an absolute literal value, normalised, else the family default.
-fn scratch_path() -> String {
-    let last = "t.e[size(t.e) - 1]";
-    let default = format!(
-        "(t.p.family == 'earthbuild' ? {} : {})",
-        lit(Family::Earthbuild.default_scratch_path()),
-        lit(Family::Earthly.default_scratch_path())
-    );
-    format!(
-        "size(t.e) == 0 || has({last}.valueFrom) || !(has({last}.value) && {last}.value.trim().startsWith('/')) ? {default} \
-         : '/' + {}.join('/')",
-        segments(&format!("{last}.value.trim()"))
-    )
-}
-
-/// `dir` is `path` or lies above it, compared segment by segment.
-fn within(path: &str, dir: &str) -> String {
-    let (p, d) = (segments(path), segments(dir));
-    format!("(size({d}) <= size({p}) && lists.range(size({d})).all(n, {d}[n] == {p}[n]))")
-}
-
-fn tmp_dir_vars(family: Family) -> String {
-    lits(family.tmp_dir_vars().iter().copied())
-}
-
 /// The variables after detection's: the containers to make privileged, their scratch paths,
 /// and the patch groups.
 fn variables(m: &Mutation) -> Vec<Variable> {
     let spec = "object.spec";
-    let first_var = format!(
-        "(t.p.family == 'earthbuild' ? {} : {}).filter(v, has(t.p.c.env) && t.p.c.env.exists(e, e.name == v))",
-        tmp_dir_vars(Family::Earthbuild),
-        tmp_dir_vars(Family::Earthly)
-    )
-    .replace("t.p.", "p.");
     let volume = |name: &str| {
         let mut source = m.scratch_volume.source.clone();
         source.remove("name");
@@ -101,23 +64,17 @@ fn variables(m: &Mutation) -> Vec<Variable> {
             ),
         },
         Variable {
-            name: "tmpDirEntries",
-            expression: format!(
-                "variables.privileged.map(p, {{'p': p, 'e': size({first_var}) == 0 ? [] : p.c.env.filter(e, e.name == {first_var}[0])}})"
-            ),
-        },
-        Variable {
             name: "scratch",
             expression: format!(
-                "variables.tmpDirEntries.map(t, {{'p': t.p, 'path': {}}})",
-                scratch_path()
+                "variables.privileged.map(p, {{'p': p, 'path': {}}})",
+                scratch::path("p.c", "p.family")
             ),
         },
         Variable {
             name: "needScratch",
             expression: format!(
-                "variables.scratch.filter(s, !(has(s.p.c.volumeMounts) && s.p.c.volumeMounts.exists(m, {})))",
-                within("s.path", "m.mountPath")
+                "variables.scratch.filter(s, !{})",
+                scratch::mounted("s.p.c", "s.path")
             ),
         },
         Variable {
