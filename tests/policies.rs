@@ -1,9 +1,11 @@
 //! Equivalence of `earthly-webhook policies` with the webhook: the generated CEL is evaluated
-//! with a CEL interpreter (the `cel` crate, with the strings extension Kubernetes also serves)
-//! over every object and AdmissionReview fixture, and must refuse exactly what the webhook
-//! refuses, with the same message text. Lookups are not the policies' business: the webhook runs
-//! here without a cluster and with `cluster.failureMode: allow`, so everything it still denies
-//! is a stateless rule, and every one of those must be in the policies.
+//! with a CEL interpreter (the `cel` crate, with the strings and lists extensions Kubernetes also
+//! serves, its list `indexOf` and MutatingAdmissionPolicy's `JSONPatch` implemented here) over
+//! every object and AdmissionReview fixture, and must refuse exactly what the webhook refuses,
+//! with the same message text, give the same footgun warnings, and mutate pods into the same
+//! pod. Lookups are not the policies' business: the webhook's lookups here find an empty
+//! cluster, so everything it still denies is a stateless rule, and every one of those must be in
+//! the policies.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use cel::{Context, Env, Value as Cel};
 use earthly_webhook::check::input::parse_documents;
 use earthly_webhook::check::request::{Submission, admission_request, is_namespaced};
 use earthly_webhook::check::template::{template_path, template_pod};
-use earthly_webhook::cluster::NoCluster;
+use earthly_webhook::cluster::{MemoryCluster, NoCluster};
 use earthly_webhook::config::{Config, FailureMode, Mode};
 use earthly_webhook::policies::{self, Selection};
 use earthly_webhook::review::{self, Action, Policy, Route};
@@ -76,6 +78,24 @@ impl cel::StructType for JsonPatchType {
     }
 }
 
+/// Kubernetes' list library `indexOf`: the first position of an element in a list, -1 when
+/// absent (k8s.io/apiserver/pkg/cel/library/lists.go).
+fn list_index_of<'b, 'v>(
+    args: Vec<cel::common::value::CowVal<'b, 'v>>,
+) -> Result<cel::common::value::CowVal<'b, 'v>, cel::ExecutionError> {
+    let err = || cel::ExecutionError::function_error("indexOf", "expects a list and a value");
+    let [list, x] = args.as_slice() else {
+        return Err(err());
+    };
+    let (Ok(Cel::List(list)), Ok(x)) = (Cel::try_from(list.as_ref()), Cel::try_from(x.as_ref()))
+    else {
+        return Err(err());
+    };
+    let at = list.iter().position(|e| *e == x).map_or(-1, |i| i as i64);
+    let value: Box<dyn cel::common::value::Val> = Cel::Int(at).try_into().map_err(|_| err())?;
+    Ok(value.into())
+}
+
 /// The CEL environment of Kubernetes admission policies, as far as the policies use it: the
 /// strings and lists extensions, and MutatingAdmissionPolicy's `JSONPatch` type.
 fn env() -> Arc<Env> {
@@ -84,6 +104,15 @@ fn env() -> Arc<Env> {
         .expect("strings extension");
     env.add_extension(cel::extensions::lists)
         .expect("lists extension");
+    use cel::common::types::{DYN_TYPE, LIST_TYPE};
+    env.add_member_overload(
+        "indexOf",
+        "list_indexOf",
+        LIST_TYPE,
+        vec![DYN_TYPE],
+        list_index_of,
+    )
+    .expect("list indexOf");
     let patch = cel::common::types::Type::new_struct("JSONPatch".to_owned());
     env.add_type(JsonPatchType(patch)).expect("JSONPatch type");
     Arc::new(env)
@@ -360,22 +389,33 @@ fn request_json(r: &AdmissionRequest<DynamicObject>) -> Value {
 async fn equivalence(config_name: &str) -> usize {
     let config = config(config_name);
     let objects = policies::generate(&config, &Selection::default());
+    let is_vap = |o: &&Value| o["kind"] == "ValidatingAdmissionPolicy";
+    let is_warnings = |o: &&Value| {
+        o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-warnings"))
+    };
     let vaps: Vec<&Value> = objects
         .iter()
-        .filter(|o| o["kind"] == "ValidatingAdmissionPolicy")
+        .filter(is_vap)
+        .filter(|o| !is_warnings(o))
         .collect();
+    let warning_policies: Vec<&Value> = objects.iter().filter(is_vap).filter(is_warnings).collect();
     let policy = Policy::new(config.clone()).expect("policy");
     let env = env();
     let requests = requests();
     assert!(requests.len() > 100, "only {} fixtures", requests.len());
-    let mut denied = 0;
+    let empty = MemoryCluster::default();
+    let (mut denied, mut warned) = (0, 0);
     let mut mismatches = Vec::new();
     for (name, request) in &requests {
         let route = Route {
             action: Action::Validate,
             mode: Some(Mode::Enforce),
         };
-        let reviewed = review::review(&policy, &NoCluster, route, request).await;
+        // An empty cluster answers every lookup (nothing found), so no finding is lost to a
+        // failed one; what needs a lookup finds nothing to refuse.
+        let reviewed = review::review(&policy, &empty, route, request).await;
         let response = reviewed.response();
         let webhook = (!response.allowed).then(|| response.result.message.clone());
         let json = request_json(request);
@@ -390,6 +430,24 @@ async fn equivalence(config_name: &str) -> usize {
             }
         }
         let cel = (!messages.is_empty()).then(|| messages.join("; "));
+        let webhook_warnings = footgun_warnings(response.warnings.as_deref().unwrap_or_default());
+        let mut cel_warnings = Vec::new();
+        for p in &warning_policies {
+            match evaluate(&env, p, &json) {
+                Ok(found) => cel_warnings.extend(found.into_iter().flatten()),
+                Err(e) => cel_warnings.push(format!(
+                    "evaluation error in {}: {e}",
+                    p["metadata"]["name"]
+                )),
+            }
+        }
+        cel_warnings.sort();
+        warned += usize::from(!webhook_warnings.is_empty());
+        if cel_warnings != webhook_warnings {
+            mismatches.push(format!(
+                "{name} warnings:\n  webhook: {webhook_warnings:?}\n  policies: {cel_warnings:?}"
+            ));
+        }
         denied += usize::from(webhook.is_some());
         if std::env::var_os("POLICIES_DEBUG").is_some() && webhook.is_some() {
             eprintln!("{name}: {webhook:?}");
@@ -407,7 +465,36 @@ async fn equivalence(config_name: &str) -> usize {
         requests.len(),
         mismatches.join("\n")
     );
+    assert!(warned >= 20, "the fixtures hold footgun warnings: {warned}");
     denied
+}
+
+/// What tells each kind of footgun warning (`rules::footguns`) from the webhook's other warnings.
+const FOOTGUNS: [&str; 5] = [
+    ") is not privileged (",
+    " has no scratch volume at ",
+    " serves buildkit over TCP without TLS (",
+    " over plain TCP with TLS disabled (",
+    " sets SRC_DIR, which Earthly no longer reads (",
+];
+
+/// The webhook's footgun warnings as the policies give them: one per kind, each container's
+/// joined with "; ", sorted.
+fn footgun_warnings(warnings: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = FOOTGUNS
+        .iter()
+        .map(|marker| {
+            let of_kind: Vec<&str> = warnings
+                .iter()
+                .filter(|w| w.contains(marker))
+                .map(String::as_str)
+                .collect();
+            of_kind.join("; ")
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    out.sort();
+    out
 }
 
 #[tokio::test]

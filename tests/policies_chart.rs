@@ -43,10 +43,14 @@ fn generated() -> String {
     let yaml = serde_yaml_ng::to_string(&server).expect("config YAML");
     let config = Config::from_yaml(&yaml, "values.yaml config").expect("the chart's config");
     let objects = policies::generate(&config, &Selection::default());
-    let of = |kind: &str| -> Vec<Value> {
+    let of = |kind: &str, warnings: bool| -> Vec<Value> {
         objects
             .iter()
             .filter(|o| o["kind"] == kind)
+            .filter(|o| {
+                let name = o["metadata"]["name"].as_str().unwrap_or_default();
+                name.ends_with("-warnings") == warnings
+            })
             .cloned()
             .collect()
     };
@@ -57,8 +61,9 @@ fn generated() -> String {
             "mutation": raw["mutation"],
             "buildkitd": {"instances": raw["buildkitd"]["instances"]},
         },
-        "validating": of("ValidatingAdmissionPolicy"),
-        "mutating": of("MutatingAdmissionPolicy"),
+        "validating": of("ValidatingAdmissionPolicy", false),
+        "warnings": of("ValidatingAdmissionPolicy", true),
+        "mutating": of("MutatingAdmissionPolicy", false),
     });
     format!(
         "# Generated from values.yaml's `config` by tests/policies_chart.rs; do not edit. After a change\n\
@@ -161,8 +166,17 @@ fn admission_policies_engine_installs_the_policies_and_no_webhook() {
             .filter_map(|o| o["metadata"]["name"].as_str())
             .collect()
     };
-    assert_eq!(policy_names("ValidatingAdmissionPolicy").len(), 4);
-    assert_eq!(policy_names("ValidatingAdmissionPolicyBinding").len(), 16);
+    assert_eq!(policy_names("ValidatingAdmissionPolicy").len(), 8);
+    // Four modes for each decision policy, one Warn binding for each warnings policy.
+    assert_eq!(policy_names("ValidatingAdmissionPolicyBinding").len(), 20);
+    let warn = objects
+        .iter()
+        .find(|o| {
+            o["metadata"]["name"] == "earthly-webhook-pod-warnings"
+                && o["kind"] == "ValidatingAdmissionPolicyBinding"
+        })
+        .expect("warnings binding");
+    assert_eq!(warn["spec"]["validationActions"], json!(["Warn"]));
     assert_eq!(
         policy_names("MutatingAdmissionPolicy"),
         ["earthly-webhook-pods"]

@@ -113,21 +113,52 @@ pub fn validating(policy: &str, selection: &Selection, default_mode: Mode) -> Ve
     )
 }
 
-/// The binding of the mutating policy: the mutation is the same in every mode, so one binding
-/// covers every opted-in namespace.
-pub fn mutating(policy: &str, selection: &Selection) -> Value {
+/// A binding for every opted-in namespace whatever its mode, with `extra` spec fields.
+fn every_mode(
+    policy: &str,
+    api_version: &str,
+    kind: &str,
+    selection: &Selection,
+    extra: Value,
+) -> Value {
     let mut m = match_resources(selection, None);
     if let Some(exprs) = m["namespaceSelector"]["matchExpressions"].as_array_mut() {
         // No mode label test: index 1 is the mode expression.
         exprs.remove(1);
     }
+    let mut spec = json!({"policyName": policy, "matchResources": m});
+    if let (Some(s), Value::Object(more)) = (spec.as_object_mut(), extra) {
+        s.extend(more);
+    }
     json!({
-        "apiVersion": "admissionregistration.k8s.io/v1beta1",
-        "kind": "MutatingAdmissionPolicyBinding",
+        "apiVersion": api_version,
+        "kind": kind,
         "metadata": {
             "name": policy,
             "labels": {"app.kubernetes.io/managed-by": "earthly-webhook-policies"},
         },
-        "spec": {"policyName": policy, "matchResources": m},
+        "spec": spec,
     })
+}
+
+/// The binding of the mutating policy: the mutation is the same in every mode.
+pub fn mutating(policy: &str, selection: &Selection) -> Value {
+    every_mode(
+        policy,
+        "admissionregistration.k8s.io/v1beta1",
+        "MutatingAdmissionPolicyBinding",
+        selection,
+        json!({}),
+    )
+}
+
+/// The binding of a warnings policy: the webhook warns whatever the mode.
+pub fn warnings(policy: &str, selection: &Selection) -> Value {
+    every_mode(
+        policy,
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicyBinding",
+        selection,
+        json!({"validationActions": ["Warn"]}),
+    )
 }

@@ -6,6 +6,7 @@
 
 pub mod bindings;
 pub mod cel;
+mod footguns;
 mod glob;
 pub mod mutating;
 pub mod output;
@@ -21,15 +22,22 @@ use crate::config::Config;
 
 /// Every object, policies first, then their bindings.
 pub fn generate(config: &Config, selection: &Selection) -> Vec<Value> {
-    let policies = validating::policies(config);
-    let mut out: Vec<Value> = policies.iter().map(validating::Policy::to_object).collect();
+    let (decisions, warnings) = validating::policies(config);
+    let mut out: Vec<Value> = decisions
+        .iter()
+        .chain(&warnings)
+        .map(validating::Policy::to_object)
+        .collect();
     out.push(mutating::policy(config));
-    for p in &policies {
+    for p in &decisions {
         out.extend(bindings::validating(
             p.name,
             selection,
             config.policy.default_mode,
         ));
+    }
+    for p in &warnings {
+        out.push(bindings::warnings(p.name, selection));
     }
     out.push(bindings::mutating(mutating::NAME, selection));
     out

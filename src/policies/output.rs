@@ -9,7 +9,7 @@ pub const NOT_COVERED: &[&str] = &[
     "sticky multi-instance mode (buildkitd.instances: sticky checks the Services in front of buildkitd)",
     "Pod Security Admission levels of the namespace (a namespace lookup at /mutate)",
     "version skew between Earthly clients and buildkitd (it needs the other side's image; the webhook does not judge it either)",
-    "the footgun warnings, detection notes and the mutation's per-change warnings (warnings whatever the mode, one per finding)",
+    "detection notes (a role assumed) and the mutation's per-change and cannot-run warnings; the footgun warnings are here, one per kind naming every container (the webhook gives one per container)",
 ];
 
 /// The YAML stream `earthly-webhook policies -o yaml` prints.

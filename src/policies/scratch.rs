@@ -7,7 +7,9 @@ use crate::family::Family;
 
 /// The segments of a path that name a directory, joined as `/a/b/` (`/` for none).
 fn joined(path: &str) -> String {
-    format!("('/' + {path}.split('/').filter(x, x != '' && x != '.').join('/') + '/').replace('//', '/')")
+    format!(
+        "('/' + {path}.split('/').filter(x, x != '' && x != '.').join('/') + '/').replace('//', '/')"
+    )
 }
 
 /// The scratch path of container `c` of family `family` (CEL expressions): the last `env` entry
@@ -19,8 +21,8 @@ pub fn path(c: &str, family: &str) -> String {
         lits(Family::Earthbuild.tmp_dir_vars().iter().copied()),
         lits(Family::Earthly.tmp_dir_vars().iter().copied())
     );
-    let first = format!("{vars}.filter(v, has({c}.env) && {c}.env.exists(e, e.name == v))");
-    let entries = format!("{c}.env.filter(e, e.name == {first}[0])");
+    let first = format!("{vars}.filter(v, has({c}.env) && {c}.env.exists(ev, ev.name == v))");
+    let entries = format!("{c}.env.filter(ev, ev.name == {first}[0])");
     let last = format!("{entries}[size({entries}) - 1]");
     let default = format!(
         "({family} == 'earthbuild' ? {} : {})",

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::cel::{self, Template, Variable, lit};
+use super::footguns;
 use crate::config::{Config, Instances};
 use crate::rule_id::RuleId;
 
@@ -12,9 +13,11 @@ use crate::rule_id::RuleId;
 const STICKY_WAY_OUT: &str =
     "enable sticky multi-instance mode and front it with a Service using sessionAffinity: ClientIP";
 
-/// One validation: the rule it stands for, the CEL that must hold, and the message.
+/// One validation: the rule it stands for (none for a warning), the CEL that must hold, and the
+/// message.
+#[derive(Clone)]
 pub struct Validation {
-    pub rule: RuleId,
+    pub rule: Option<RuleId>,
     pub expression: String,
     pub message_expression: String,
     /// Shown when `messageExpression` cannot be evaluated.
@@ -22,6 +25,7 @@ pub struct Validation {
 }
 
 /// One policy before it becomes an object.
+#[derive(Clone)]
 pub struct Policy {
     pub name: &'static str,
     pub resource_rules: Value,
@@ -45,7 +49,7 @@ fn subject(kind: &str) -> Variable {
 
 fn role_annotation() -> Validation {
     Validation {
-        rule: RuleId::RoleAnnotation,
+        rule: Some(RuleId::RoleAnnotation),
         expression: "variables.roleError == ''".to_owned(),
         message_expression: "variables.subject + ': ' + variables.roleError".to_owned(),
         message: "an earthly.dev/role annotation is not readable; use one of all-in-one, buildkitd, client, none",
@@ -79,7 +83,7 @@ fn workloads(config: &Config) -> Policy {
     let mut validations = vec![role_annotation()];
     if config.buildkitd.instances == Instances::Single {
         validations.push(Validation {
-            rule: RuleId::BuildkitdReplicas,
+            rule: Some(RuleId::BuildkitdReplicas),
             expression: format!(
                 "variables.roleError != '' || request.kind.kind == 'DaemonSet' || size(variables.buildkitd) == 0 || {} <= 1",
                 replicas("object")
@@ -91,7 +95,7 @@ fn workloads(config: &Config) -> Policy {
             message: "buildkitd does not support multi-node setups: set replicas: 1",
         });
         validations.push(Validation {
-            rule: RuleId::BuildkitdDaemonset,
+            rule: Some(RuleId::BuildkitdDaemonset),
             expression: "variables.roleError != '' || request.kind.kind != 'DaemonSet' || size(variables.buildkitd) == 0".to_owned(),
             message_expression: format!(
                 "{prefix} + ' runs one buildkitd on every node. Use a Deployment with replicas: 1' + {way_out}"
@@ -192,14 +196,36 @@ fn jobs(config: &Config, cron: bool) -> Policy {
     }
 }
 
-/// Every validating policy the config calls for.
-pub fn policies(config: &Config) -> Vec<Policy> {
-    vec![
+/// Every validating policy the config calls for: the decisions, then the warnings.
+pub fn policies(config: &Config) -> (Vec<Policy>, Vec<Policy>) {
+    let (w, p, j, c) = (
         workloads(config),
         pods(config),
         jobs(config, false),
         jobs(config, true),
-    ]
+    );
+    let warnings = vec![
+        footguns::policy(
+            &w,
+            "earthly-webhook-workload-warnings",
+            "spec.template.spec",
+            true,
+        ),
+        footguns::policy(&p, "earthly-webhook-pod-warnings", "spec", false),
+        footguns::policy(
+            &j,
+            "earthly-webhook-job-warnings",
+            "spec.template.spec",
+            true,
+        ),
+        footguns::policy(
+            &c,
+            "earthly-webhook-cronjob-warnings",
+            "spec.jobTemplate.spec.template.spec",
+            true,
+        ),
+    ];
+    (vec![w, p, j, c], warnings)
 }
 
 impl Policy {
