@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::tools::{find, find_helm, required};
+use common::tools::{find_helm, find_kubernetes_validate, kubernetes_validate, required};
 use earthly_webhook::config::Config;
 use earthly_webhook::policies::{self, Selection};
 use serde_json::{Value, json};
@@ -326,31 +326,12 @@ fn the_chart_refuses_what_the_policies_cannot_honour() {
 /// Every rendered object validates against the Kubernetes 1.34 schemas.
 fn validate(render: &str) {
     let Some(tool) = required(
-        find(
-            "KUBERNETES_VALIDATE",
-            &[
-                repo().join(".tools/bin/kubernetes-validate"),
-                PathBuf::from("kubernetes-validate"),
-            ],
-            &["--version"],
-        ),
+        find_kubernetes_validate(),
         "kubernetes-validate",
         "run scripts/install-tools.sh or set KUBERNETES_VALIDATE",
     ) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("render.yaml");
-    std::fs::write(&file, render).expect("write");
-    let out = Command::new(tool)
-        .args(["--strict", "--quiet", "-k", "1.34.0"])
-        .arg(&file)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = kubernetes_validate(&tool, render, "1.34.0");
+    assert!(ok, "{text}");
 }

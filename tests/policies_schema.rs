@@ -6,44 +6,20 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::tools::{find, required};
+use common::tools::{find_kubernetes_validate, kubernetes_validate, required};
 use earthly_webhook::config::Config;
 use earthly_webhook::policies::{self, Selection};
 
 /// Oldest and newest Kubernetes versions whose schemas are checked.
 const VERSIONS: [&str; 3] = ["1.30.0", "1.34.0", "1.36.0"];
 
-fn kubernetes_validate() -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+fn tool() -> Option<PathBuf> {
     required(
-        find(
-            "KUBERNETES_VALIDATE",
-            &[
-                repo.join(".tools/bin/kubernetes-validate"),
-                PathBuf::from("kubernetes-validate"),
-            ],
-            &["--version"],
-        ),
+        find_kubernetes_validate(),
         "kubernetes-validate",
         "run scripts/install-tools.sh or set KUBERNETES_VALIDATE",
     )
-}
-
-/// Runs the tool on `yaml` for `version`: its verdict and its complaints.
-fn validate(tool: &Path, yaml: &str, version: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("policies.yaml");
-    std::fs::write(&file, yaml).expect("write");
-    let out = Command::new(tool)
-        .args(["--strict", "--quiet", "-k", version])
-        .arg(&file)
-        .output()
-        .expect("kubernetes-validate runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 fn configs() -> Vec<Config> {
@@ -57,14 +33,14 @@ fn configs() -> Vec<Config> {
 
 #[test]
 fn generated_policies_validate_against_the_kubernetes_schemas() {
-    let Some(tool) = kubernetes_validate() else {
+    let Some(tool) = tool() else {
         return;
     };
     for config in configs() {
         let objects = policies::generate(&config, &Selection::default());
         let yaml = policies::output::yaml(&objects).expect("yaml");
         for version in VERSIONS {
-            let (ok, text) = validate(&tool, &yaml, version);
+            let (ok, text) = kubernetes_validate(&tool, &yaml, version);
             assert!(ok, "Kubernetes {version}:\n{text}");
         }
     }
@@ -73,7 +49,7 @@ fn generated_policies_validate_against_the_kubernetes_schemas() {
 /// The check above can fail: a misspelt field is refused.
 #[test]
 fn a_misspelt_field_is_refused() {
-    let Some(tool) = kubernetes_validate() else {
+    let Some(tool) = tool() else {
         return;
     };
     let objects = policies::generate(&Config::default(), &Selection::default());
@@ -82,6 +58,6 @@ fn a_misspelt_field_is_refused() {
         "messageExpresion:",
         1,
     );
-    let (ok, text) = validate(&tool, &yaml, VERSIONS[0]);
+    let (ok, text) = kubernetes_validate(&tool, &yaml, VERSIONS[0]);
     assert!(!ok && text.contains("messageExpresion"), "{text}");
 }

@@ -51,3 +51,32 @@ pub fn required(tool: Option<PathBuf>, name: &str, hint: &str) -> Option<PathBuf
     }
     tool
 }
+
+/// kubernetes-validate: `$KUBERNETES_VALIDATE`, else `.tools/bin/kubernetes-validate` as
+/// installed by `scripts/install-tools.sh`, else from `PATH`.
+pub fn find_kubernetes_validate() -> Option<PathBuf> {
+    find(
+        "KUBERNETES_VALIDATE",
+        &[
+            repo().join(".tools/bin/kubernetes-validate"),
+            PathBuf::from("kubernetes-validate"),
+        ],
+        &["--version"],
+    )
+}
+
+/// Runs kubernetes-validate `--strict` on a YAML stream for a Kubernetes `version`: whether
+/// every object validated, and what the tool said.
+pub fn kubernetes_validate(tool: &Path, yaml: &str, version: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let out = Command::new(tool)
+        .args(["--strict", "--quiet", "-k", version])
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
