@@ -67,18 +67,19 @@ impl<'a, O> Input<'a, O> {
 }
 
 /// A family of objects and what the policy says about them.
-#[async_trait::async_trait]
 pub trait Rule: Send + Sync + 'static {
     /// The object as this rule reads it. Decoded straight from the request body.
     type Object: DeserializeOwned + Send + Sync;
 
     /// Judges one request. [`Stop`] ends it early: an object that cannot be read (the message
-    /// says where), or findings known before the end (a failed lookup).
-    async fn review(
+    /// says where), or findings known before the end (a failed lookup). Implemented as an
+    /// `async fn`; the registry's type erasure boxes the one future per review, so this one is
+    /// not boxed again.
+    fn review(
         &self,
         cx: &Context<'_>,
         input: Input<'_, Self::Object>,
-    ) -> Result<Judgement, Stop>;
+    ) -> impl Future<Output = Result<Judgement, Stop>> + Send;
 }
 
 /// A broken rule: denied in `enforce` mode, a warning in `warn`, an audit annotation in `audit`.

@@ -57,7 +57,6 @@ impl Object {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Workloads {
     type Object = Object;
 
