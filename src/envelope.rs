@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::core::admission::Operation;
-use memchr::memmem::Finder;
 use kube::core::{GroupVersionKind, GroupVersionResource};
+use memchr::memmem::Finder;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
