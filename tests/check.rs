@@ -927,14 +927,9 @@ fn sarif_output_is_valid_sarif_2_1_0_with_a_result_per_finding_at_its_line() {
             &three,
             line_of(&three, "  replicas: 3"),
         ),
+        ("privileged", "note", &job, line_of(&job, "- name: earthly")),
         (
-            "mutate-privileged",
-            "note",
-            &job,
-            line_of(&job, "- name: earthly"),
-        ),
-        (
-            "mutate-scratch-volume",
+            "scratch_volume",
             "note",
             &job,
             line_of(&job, "- name: earthly"),

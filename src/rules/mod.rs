@@ -12,7 +12,7 @@ use crate::cluster::ClusterView;
 use crate::envelope::Request;
 use crate::mutate::Mutation;
 use crate::policy::Policy;
-pub use crate::rule_id::RuleId;
+pub use crate::rule_id::{RuleId, Warning};
 
 mod bare_pod;
 mod buildkitd;
@@ -96,7 +96,7 @@ pub struct Findings {
     /// Rules the object breaks.
     pub violations: Vec<Violation>,
     /// Footguns worth telling the user about, whatever the mode.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 impl Findings {
@@ -104,6 +104,11 @@ impl Findings {
     pub fn extend(&mut self, other: Findings) {
         self.violations.extend(other.violations);
         self.warnings.extend(other.warnings);
+    }
+
+    /// Adds a warning.
+    pub fn warn(&mut self, rule: RuleId, message: String) {
+        self.warnings.push(Warning::new(rule, message));
     }
 
     /// Findings with one violation.
