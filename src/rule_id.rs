@@ -223,6 +223,13 @@ pub enum RuleId {
         props(kind = "warning")
     )]
     ReadOnlyScratch,
+    #[strum(
+        serialize = "buildkitd-rollout-shared-cache",
+        message = "a one-replica buildkitd Deployment rolls out with RollingUpdate over a PersistentVolumeClaim cache",
+        detailed_message = "Every RollingUpdate rollout runs two buildkitd on one cache for a while: set spec.strategy.type: Recreate.",
+        props(kind = "warning", field = "/spec/strategy")
+    )]
+    BuildkitdRolloutSharedCache,
 }
 
 /// What a finding of a rule is.

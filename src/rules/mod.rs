@@ -25,6 +25,7 @@ mod pod;
 mod pod_security;
 pub(crate) mod pod_spec;
 pub mod registry;
+mod rollout;
 mod scale;
 mod service;
 mod sticky;
