@@ -144,7 +144,12 @@ pub(crate) async fn judge_template(
     }
     if let Some(demand) = demand(&found) {
         let labels = meta.and_then(|m| m.labels.as_ref());
-        findings.extend(judge(cx, lookups, &demand, namespace, labels).await?);
+        // A failed lookup decides the demand (per cluster.failureMode); the template's own
+        // warnings still reach the person applying it.
+        match judge(cx, lookups, &demand, namespace, labels).await {
+            Ok(f) | Err(Stop::Done(f)) => findings.extend(f),
+            Err(unreadable) => return Err(unreadable),
+        }
     }
     Ok(findings)
 }
