@@ -456,6 +456,26 @@ async fn failed_lookup_admits_with_a_warning_in_allow_mode() {
 }
 
 #[tokio::test]
+async fn failed_lookup_keeps_the_templates_own_warnings() {
+    // Sticky mode looks up the Services in front of a 3-replica buildkitd; the lookup fails and
+    // the failure mode admits, and the template's TLS warning still reaches the person applying.
+    let c = Recording::failing(LookupError::Unavailable);
+    let mut d = deployment(3, "earthly/buildkitd");
+    d["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+        {"name": "BUILDKIT_TCP_TRANSPORT_ENABLED", "value": "true"},
+        {"name": "BUILDKIT_TLS_ENABLED", "value": "false"}]);
+    let allow = config("buildkitd: {instances: sticky}\ncluster: {failureMode: allow}");
+    let r = validate(allow, &c, &create_deployment(d)).await;
+    assert!(r.response().allowed);
+    assert_eq!(
+        r.summary.warned,
+        vec![RuleId::BuildkitdTlsOff, RuleId::LookupFailed],
+        "{:?}",
+        r.response().warnings
+    );
+}
+
+#[tokio::test]
 async fn failed_lookup_in_warn_mode_is_a_warning_not_a_denial() {
     let c = Recording::failing(LookupError::Unavailable);
     let r = run(

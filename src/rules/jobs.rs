@@ -75,7 +75,6 @@ impl Job {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Jobs {
     type Object = Job;
 
@@ -95,7 +94,6 @@ impl Rule for Jobs {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for CronJobs {
     type Object = CronJob;
 

@@ -98,7 +98,6 @@ impl Object {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Mutate {
     type Object = Object;
 
@@ -119,7 +118,6 @@ impl Rule for Mutate {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Validate {
     type Object = Object;
 

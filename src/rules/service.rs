@@ -38,7 +38,6 @@ impl Object {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Services {
     type Object = Object;
 

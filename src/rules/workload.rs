@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::buildkitd::{daemon, runs_buildkitd};
 use super::instances::{Demand, judge_template};
 use super::lookups::{Lookups, Stop, nothing};
+use super::rollout::{Strategy, shared_cache};
 use super::{Context, Input, Judgement, Rule, RuleId, object_ref};
 use crate::cluster::{Workload, WorkloadKind};
 use crate::detect::Found;
@@ -33,6 +34,9 @@ struct Spec {
     selector: Option<LabelSelector>,
     #[serde(default)]
     template: Option<PodTemplateSpec>,
+    /// Deployments only.
+    #[serde(default)]
+    strategy: Option<Strategy>,
 }
 
 impl Object {
@@ -57,7 +61,6 @@ impl Object {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Workloads {
     type Object = Object;
 
@@ -80,17 +83,29 @@ impl Rule for Workloads {
             && let Some(old) = input.old_object
             && let Ok(old) = old.workload(kind, namespace, &subject)
             && same_shape(&old, &new)
+            && input.old_object.and_then(strategy) == strategy(obj)
         {
             return nothing();
         }
         let lookups = Lookups::new(cx, &subject);
         let at = Some("spec.template.spec");
-        judge_template(cx, &lookups, namespace, &new.template, at, |found| {
+        let mut rollout = None;
+        let mut findings = judge_template(cx, &lookups, namespace, &new.template, at, |found| {
+            if kind == WorkloadKind::Deployment
+                && let Some(spec) = new.template.spec.as_ref()
+            {
+                rollout = shared_cache(&subject, new.replicas, strategy(obj), spec, found);
+            }
             demand(&subject, &new, found)
         })
-        .await
-        .map(Judgement::from)
+        .await?;
+        findings.warnings.extend(rollout);
+        Ok(findings.into())
     }
+}
+
+fn strategy(obj: &Object) -> Option<&Strategy> {
+    obj.spec.as_ref()?.strategy.as_ref()
 }
 
 /// The demand of a workload that runs more than one buildkitd, if it does. `subject` names it
