@@ -86,6 +86,21 @@ pub enum RuleId {
     )]
     BuildkitdServiceNotSticky,
     #[strum(
+        serialize = "buildkitd-second-workload",
+        message = "two buildkitd workloads (or pods of two controllers) behind one Service"
+    )]
+    BuildkitdSecondWorkload,
+    #[strum(
+        serialize = "buildkitd-fleet-tls",
+        message = "sticky mode: the buildkitd instances behind one Service differ in their TLS configuration"
+    )]
+    BuildkitdFleetTls,
+    #[strum(
+        serialize = "buildkitd-version-skew",
+        message = "warning: a remote client's image version differs from the buildkitd behind the Service it names"
+    )]
+    BuildkitdVersionSkew,
+    #[strum(
         serialize = "pod-security-admission",
         message = "a privileged Earthly pod in a namespace whose Pod Security level refuses it"
     )]

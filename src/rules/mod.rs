@@ -16,6 +16,7 @@ pub use crate::rule_id::RuleId;
 
 mod bare_pod;
 mod buildkitd;
+mod fleet;
 pub mod footguns;
 mod hpa;
 mod instances;
@@ -27,6 +28,7 @@ pub(crate) mod pod_spec;
 pub mod registry;
 mod scale;
 mod service;
+mod skew;
 mod sticky;
 #[cfg(test)]
 pub(crate) mod testing;
