@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{App, fixture, fixture_names, patch_of, patched_pod, response, with_object};
+use std::sync::Arc;
+
+use common::{App, Options, fixture, fixture_names, patch_of, patched_pod, response, with_object};
+use earthly_webhook::cluster::MemoryCluster;
 use hyper::StatusCode;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
@@ -388,7 +391,13 @@ fn warnings(answer: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn workload_template_footguns_reach_whoever_applies_the_workload() {
-    let app = App::start().await;
+    // A cluster with no Service in front of the Deployment (without one, the lookup of the
+    // Services in front of it would fail and `cluster.failureMode: deny` refuse it).
+    let app = App::start_with(Options {
+        cluster: Arc::new(MemoryCluster::default()),
+        ..Options::default()
+    })
+    .await;
     // Earthly's own remote-buildkitd example: a Deployment serving buildkit over TCP, TLS off.
     let answer = app.review("/validate", fixture(DEPLOYMENT)).await;
     assert_eq!(response(&answer)["allowed"], true);

@@ -203,24 +203,29 @@ async fn unrelated_pods_are_never_looked_up() {
 }
 
 #[tokio::test]
-async fn services_are_not_looked_up_in_single_mode() {
+async fn services_that_route_to_no_pods_are_not_looked_up() {
     let c = Recording::new(MemoryCluster::default());
-    let r = validate(single(), &c, &create_service(&service("bk", json!({})))).await;
-    assert_allowed_quietly(&r);
+    for config in [single(), sticky()] {
+        for spec in [
+            json!({"selector": {}}),
+            json!({"type": "ExternalName", "externalName": "bk.example.com"}),
+        ] {
+            let mut s = service("bk", json!({}));
+            s.spec = Some(serde_json::from_value(spec).expect("spec"));
+            assert_allowed_quietly(&validate(config.clone(), &c, &create_service(&s)).await);
+        }
+    }
     assert_eq!(c.calls(), Vec::<String>::new());
 }
 
 #[tokio::test]
-async fn sticky_service_is_not_looked_up() {
-    let c = Recording::new(MemoryCluster::default());
-    let r = validate(
-        sticky(),
-        &c,
-        &create_service(&service("bk", sticky_extra())),
-    )
-    .await;
-    assert_allowed_quietly(&r);
-    assert_eq!(c.calls(), Vec::<String>::new());
+async fn a_service_is_one_pod_list_in_either_mode() {
+    for (config, extra) in [(single(), json!({})), (sticky(), sticky_extra())] {
+        let c = Recording::new(MemoryCluster::default());
+        let r = validate(config, &c, &create_service(&service("bk", extra))).await;
+        assert_allowed_quietly(&r);
+        assert_eq!(c.calls(), ["pods ci app=bk"]);
+    }
 }
 
 // --- workloads -------------------------------------------------------------------------------
