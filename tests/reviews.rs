@@ -471,3 +471,42 @@ async fn operations_no_line_judges_are_admitted_unread() {
     assert_eq!(response(&answer)["allowed"], true, "{answer}");
     assert!(response(&answer).get("warnings").is_none(), "{answer}");
 }
+
+#[tokio::test]
+async fn captured_buildkitd_deployment_joining_another_behind_its_service_is_denied() {
+    // Earthly's remote-buildkitd Deployment as the apiserver sent it, in a namespace where the
+    // Service it is meant for already fronts an older buildkitd StatefulSet.
+    let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "earthly-buildkitd", "namespace": "earthly-ci"},
+        "spec": {"selector": {"app": "earthly", "component": "buildkitd"}}}))
+    .expect("service");
+    let old: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "buildkitd-0", "namespace": "earthly-ci",
+            "labels": {"app": "earthly", "component": "buildkitd"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "name": "buildkitd", "uid": "u", "controller": true}]},
+        "spec": {"containers": [{"name": "buildkitd", "image": "earthly/buildkitd:v0.7.23"}]},
+        "status": {"phase": "Running"}}))
+    .expect("pod");
+    let app = App::start_with(Options {
+        cluster: Arc::new(MemoryCluster {
+            services: vec![service],
+            pods: vec![old],
+            ..MemoryCluster::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let answer = app.review("/validate", fixture(DEPLOYMENT)).await;
+    let r = response(&answer);
+    assert_eq!(r["allowed"], json!(false), "{answer}");
+    let message = r["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "earthly/buildkitd does not support multi-node setups: Deployment \
+             earthly-ci/earthly-buildkitd would be a second buildkitd behind Service \
+             earthly-ci/earthly-buildkitd, next to StatefulSet earthly-ci/buildkitd."
+        ),
+        "{answer}"
+    );
+}

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Service};
-use kube::core::{Selector, SelectorExt};
 
 use super::buildkitd::{daemon, pod_ref};
 use super::instances::Demand;
@@ -290,27 +289,6 @@ pub fn check_tls(service: &str, fleet: &[(&str, &Tls)], daemon: Family) -> Optio
     })
 }
 
-/// Whether `pod` is one of the workload's own pods (its selector, else its template labels): a
-/// rollout of the workload is not a second instance.
-fn is_own(workload: &Workload, pod: &Pod) -> bool {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    let selector = workload
-        .selector
-        .clone()
-        .and_then(|s| Selector::try_from(s).ok())
-        .filter(|s| !s.selects_all());
-    match selector {
-        Some(s) => s.matches(&labels),
-        None => {
-            let template = workload.template.metadata.as_ref();
-            let own = template.and_then(|m| m.labels.as_ref());
-            own.is_some_and(|own| {
-                !own.is_empty() && own.iter().all(|(k, v)| labels.get(k) == Some(v))
-            })
-        }
-    }
-}
-
 /// A one-replica buildkitd workload being applied: the Services in front of its pods, and the
 /// other instances behind each (one list of Services, one list of pods per fronting Service).
 pub(crate) async fn judge_workload(
@@ -342,8 +320,8 @@ pub(crate) async fn judge_workload(
             continue;
         };
         let pods = lookups.fleet(detector, namespace, selector).await?;
-        let others: Vec<Pod> = pods.into_iter().filter(|p| !is_own(workload, p)).collect();
-        let others: Vec<Instance> = instances(detector, &others)
+        // The workload's own pods, of every ReplicaSet of a rollout, are one instance: its own.
+        let others: Vec<Instance> = instances(detector, &pods)
             .into_iter()
             .filter(|i| i.name != own_name)
             .collect();

@@ -1,5 +1,4 @@
 use super::*;
-use crate::cluster::WorkloadKind;
 use crate::config::Detection;
 use serde_json::json;
 
@@ -249,27 +248,4 @@ fn single_mode_rejects_a_service_over_two_instances() {
          selector so that it selects the pods of one of them, or enable sticky multi-instance \
          mode and front it with a Service using sessionAffinity: ClientIP."
     );
-}
-
-#[test]
-fn a_workloads_own_pods_are_not_another_instance() {
-    let (mut w, _) =
-        crate::rules::testing::workload(WorkloadKind::Deployment, Some(1), "earthly/buildkitd");
-    let mine = rs_pod("bk-7d9f-a", "bk-7d9f", "7d9f");
-    let mut theirs = rs_pod("bk-green-1a2b-c", "bk-green-1a2b", "1a2b");
-    theirs.metadata.labels = Some(
-        [("app", "bk"), ("slot", "green")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-    );
-    // No selector: the template's labels (app: bk) decide, and select both.
-    assert!(is_own(&w, &mine));
-    w.selector = Some(
-        serde_json::from_value(json!({"matchLabels": {"app": "bk"},
-            "matchExpressions": [{"key": "slot", "operator": "DoesNotExist"}]}))
-        .expect("selector"),
-    );
-    assert!(is_own(&w, &mine));
-    assert!(!is_own(&w, &theirs));
 }
