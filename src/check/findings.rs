@@ -104,6 +104,20 @@ pub const RULES: &[RuleInfo] = &[
         Some("/spec/sessionAffinity"),
     ),
     rule(
+        "buildkitd-second-workload",
+        "BuildkitdSecondWorkload",
+        "Two buildkitd workloads behind one Service split the cache: keep one behind it.",
+        Level::Error,
+        None,
+    ),
+    rule(
+        "buildkitd-fleet-tls",
+        "BuildkitdFleetTls",
+        "The buildkitd instances behind one Service must share one TLS configuration.",
+        Level::Error,
+        None,
+    ),
+    rule(
         "pod-security-admission",
         "PodSecurityAdmission",
         "The namespace's Pod Security level refuses privileged pods, which Earthly needs: label the namespace pod-security.kubernetes.io/enforce=privileged.",
@@ -209,6 +223,13 @@ pub const RULES: &[RuleInfo] = &[
         None,
     ),
     rule(
+        "buildkitd-version-skew",
+        "BuildkitdVersionSkew",
+        "A remote client and its buildkitd should run the same Earthly version.",
+        Level::Warning,
+        None,
+    ),
+    rule(
         "warning",
         "Warning",
         "A warning from the webhook without a rule of its own.",
@@ -234,6 +255,10 @@ pub fn warning_rule(message: &str) -> &'static str {
         ("serves buildkit over TCP without TLS", "buildkitd-tls-off"),
         ("over plain TCP with TLS disabled", "client-tls-off"),
         ("sets SRC_DIR", "src-dir-ignored"),
+        (
+            "mismatched versions are unsupported",
+            "buildkitd-version-skew",
+        ),
         ("admitted unchecked", "lookup-failed"),
         ("changed privileged: false to true", "mutate-privileged"),
         ("set privileged on container", "mutate-privileged"),
