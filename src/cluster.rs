@@ -2,6 +2,7 @@
 //! review can be driven by the real API (server), by the other objects of the same input
 //! (`check`), or by an in-memory view (tests).
 
+mod apps;
 mod coalesce;
 mod connect;
 mod kube_client;

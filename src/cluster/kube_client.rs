@@ -23,13 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::apps::AppsWorkload;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::Api;
 use kube::api::ListParams;
-use serde::de::DeserializeOwned;
 
 use super::slim::{Page, SlimPod, SlimService};
 use super::{
@@ -256,49 +255,6 @@ impl KubeCluster {
                 template: template.unwrap_or_default(),
             }
         }))
-    }
-}
-
-/// The `apps` kinds a workload lookup reads, each spelling its spec its own way.
-trait AppsWorkload:
-    kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-    + Clone
-    + DeserializeOwned
-    + std::fmt::Debug
-{
-    /// `spec.replicas` (none for a DaemonSet), `spec.selector`, `spec.template`.
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>);
-}
-
-impl AppsWorkload for Deployment {
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
-        (
-            self.spec.replicas,
-            self.spec.selector,
-            Some(self.spec.template),
-        )
-    }
-}
-
-impl AppsWorkload for StatefulSet {
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
-        (
-            self.spec.replicas,
-            self.spec.selector,
-            Some(self.spec.template),
-        )
-    }
-}
-
-impl AppsWorkload for ReplicaSet {
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
-        (self.spec.replicas, self.spec.selector, self.spec.template)
-    }
-}
-
-impl AppsWorkload for DaemonSet {
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
-        (None, self.spec.selector, Some(self.spec.template))
     }
 }
 
