@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 use crate::config::Detection;
 use crate::image::ImageRef;
+use crate::rule_id::{RuleId, Warning};
 
 mod entrypoint;
 
@@ -87,7 +88,7 @@ pub struct Found {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Classified {
     pub found: Vec<Found>,
-    pub notes: Vec<String>,
+    pub notes: Vec<Warning>,
 }
 
 impl std::ops::Deref for Classified {
@@ -250,7 +251,8 @@ impl Detector {
                 let Some((role, family, note)) = judged else {
                     continue;
                 };
-                out.notes.extend(note);
+                out.notes
+                    .extend(note.map(|n| Warning::new(RuleId::RoleAssumed, n)));
                 out.found.push(Found {
                     list,
                     index,
@@ -260,8 +262,11 @@ impl Detector {
                 });
             }
         }
-        out.notes
-            .extend(in_pod_clients_without_daemon(spec, &out.found));
+        out.notes.extend(
+            in_pod_clients_without_daemon(spec, &out.found)
+                .into_iter()
+                .map(|n| Warning::new(RuleId::ClientWithoutBuildkitd, n)),
+        );
         Ok(out)
     }
 }

@@ -11,11 +11,13 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::LazyLock;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::core::admission::Operation;
 use kube::core::{GroupVersionKind, GroupVersionResource};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use memchr::memmem::Finder;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// `admission.k8s.io/v1` AdmissionReview with an object of type `O`.
@@ -107,20 +109,18 @@ impl<O> Review<O> {
 
 impl<O> Request<O> {
     /// What the registry routes on.
-    pub fn key(&self) -> Key {
+    pub fn key(&self) -> Key<'_> {
         Key {
-            group: self.resource.group.clone(),
-            resource: self.resource.resource.clone(),
-            sub_resource: self.sub_resource.clone(),
+            group: &self.resource.group,
+            resource: &self.resource.resource,
+            sub_resource: self.sub_resource.as_deref(),
         }
     }
 
-    /// Whether `key` is this request's routing key; compared in place, since every request is
-    /// checked against the key the peek read.
-    pub fn is_routed_on(&self, key: &Key) -> bool {
-        key.group == self.resource.group
-            && key.resource == self.resource.resource
-            && key.sub_resource == self.sub_resource
+    /// Whether `key` is this request's routing key: every request is checked against the key
+    /// the peek read.
+    pub fn is_routed_on(&self, key: &Key<'_>) -> bool {
+        self.key() == *key
     }
 
     /// `kind` as the request names it (`Pod`, `Scale`).
@@ -169,124 +169,64 @@ where
 }
 
 /// What a request is routed on: the resource written and the subresource. The operation is
-/// checked after the full decode: it comes late in the apiserver's order, and reading up to it
-/// doubled what the peek parses (callgrind: ~9,600 instructions per pod review).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key {
-    pub group: String,
-    pub resource: String,
-    pub sub_resource: Option<String>,
+/// checked after the full decode: it comes late in the apiserver's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key<'a> {
+    pub group: &'a str,
+    pub resource: &'a str,
+    pub sub_resource: Option<&'a str>,
 }
 
-/// Reads the routing key of a review body without decoding the rest. `None` when the body does
-/// not carry one that reads; the full decode then reports what is wrong.
-pub fn peek(text: &str) -> Option<Key> {
-    let mut found = Peeked::default();
-    let mut de = serde_json::Deserializer::from_str(text);
-    // Stops with an error once the key is read; what was found is in `found` either way.
-    let _ = (&mut de).deserialize_map(ReviewVisitor(&mut found));
+/// Reads the routing key of a review body without decoding the rest. `None` when no key reads
+/// where the apiserver puts it; the full decode then finds the key and the review is routed on
+/// it (a body in another field order is routed the same way, one decode later).
+///
+/// Hand-written on purpose, and only a hint: the full decode carries the same fields and the
+/// caller checks they agree. A serde visitor over the envelope that stopped right after
+/// `resource` still cost about 6,200 instructions per pod review, 4 % of the review
+/// (callgrind, `examples/profile_review`): serde_json's map machinery for the head, two owned
+/// strings and the error that ends the parse early. This finds the key with memchr's SIMD
+/// search and parses just the `resource` object and the `subResource` string that the
+/// apiserver writes after it, borrowing both (docs/benchmarks.md has the count).
+///
+/// `"resource":` can only match a key: inside a JSON string its quotes would be escaped. In the
+/// apiserver's order the first such key is the request's own (`uid` and `kind` come before it,
+/// and a GroupVersionKind has no `resource`); in any other order a wrong match routes to a line
+/// whose decode then disagrees with the request, and the caller routes again.
+pub fn peek(text: &str) -> Option<Key<'_>> {
+    const RESOURCE: &[u8] = b"\"resource\":";
+    const SUB_RESOURCE: &str = ",\"subResource\":";
+    // Built once: building the searcher cost more than the search (about 560 instructions).
+    static FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(RESOURCE));
+    let at = FINDER.find(text.as_bytes())? + RESOURCE.len();
+    let rest = text.get(at..)?;
+    let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<ResourceKey<'_>>();
+    let resource = stream.next()?.ok()?;
+    let after = rest.get(stream.byte_offset()..)?;
+    let sub_resource = match after.strip_prefix(SUB_RESOURCE) {
+        Some(sub) => Some(
+            serde_json::Deserializer::from_str(sub)
+                .into_iter::<&str>()
+                .next()?
+                .ok()?,
+        ),
+        None => None,
+    };
     Some(Key {
-        group: found.group?,
-        resource: found.resource?,
-        sub_resource: found.sub_resource,
+        group: resource.group,
+        resource: resource.resource,
+        sub_resource,
     })
 }
 
-#[derive(Default)]
-struct Peeked {
-    group: Option<String>,
-    resource: Option<String>,
-    sub_resource: Option<String>,
-}
-
-/// The marker error that ends a peek early.
-const PEEKED: &str = "peeked";
-
-/// Keys are read as identifiers: no allocation, and escaped keys read too.
-#[derive(Deserialize, PartialEq, Eq)]
-#[serde(field_identifier, rename_all = "camelCase")]
-enum ReviewField {
-    Request,
-    #[serde(other)]
-    Other,
-}
-
+/// A GroupVersionResource, borrowed from the body: an escaped string does not borrow and fails
+/// the peek, which the full decode then settles.
 #[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "camelCase")]
-enum RequestField {
-    Uid,
-    Kind,
-    Resource,
-    SubResource,
-    #[serde(other)]
-    Other,
-}
-
-struct ReviewVisitor<'p>(&'p mut Peeked);
-
-impl<'de> Visitor<'de> for ReviewVisitor<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an AdmissionReview")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<ReviewField>()? {
-            if key == ReviewField::Request {
-                return map.next_value_seed(RequestSeed(self.0));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
-struct RequestSeed<'p>(&'p mut Peeked);
-
-impl<'de> DeserializeSeed<'de> for RequestSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-#[derive(Deserialize)]
-struct ResourceKey {
-    #[serde(default)]
-    group: String,
-    #[serde(default)]
-    resource: String,
-}
-
-impl<'de> Visitor<'de> for RequestSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an AdmissionRequest")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<RequestField>()? {
-            match key {
-                RequestField::Resource => {
-                    let r: ResourceKey = map.next_value()?;
-                    self.0.group = Some(r.group);
-                    self.0.resource = Some(r.resource);
-                }
-                RequestField::SubResource => {
-                    self.0.sub_resource = map.next_value()?;
-                    return Err(de::Error::custom(PEEKED));
-                }
-                // The apiserver writes `subResource`, when there is one, right after
-                // `resource`: any later field ends the key (another order is caught by the
-                // caller's check after the full decode).
-                RequestField::Other if self.0.resource.is_some() => {
-                    return Err(de::Error::custom(PEEKED));
-                }
-                RequestField::Uid | RequestField::Kind | RequestField::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
+struct ResourceKey<'a> {
+    #[serde(default, borrow)]
+    group: &'a str,
+    #[serde(borrow)]
+    resource: &'a str,
 }
 
 #[cfg(test)]
@@ -315,15 +255,27 @@ mod tests {
         // Everything after `resource` is unreadable: the key is read before it.
         let cut = POD.replace(r#""operation":"CREATE""#, r#""operation":!"#);
         let key = peek(&cut).expect("key");
-        assert_eq!((key.group.as_str(), key.resource.as_str()), ("", "pods"));
+        assert_eq!((key.group, key.resource), ("", "pods"));
         let scale = POD.replace(
             r#""resource":"pods"},"#,
             r#""resource":"deployments"},"subResource":"scale","#,
         );
-        assert_eq!(
-            peek(&scale).expect("key").sub_resource.as_deref(),
-            Some("scale")
-        );
+        assert_eq!(peek(&scale).expect("key").sub_resource, Some("scale"));
+    }
+
+    #[test]
+    fn peek_is_a_hint_the_decode_settles() {
+        // The object first: the first `"resource":` key is the object's, and the peek reads
+        // it. The caller sees the decoded request disagree and routes again.
+        let hpa_first = r#"{"request":{"object":{"spec":{"metrics":[{"resource":{"group":"x","resource":"cpu"}}]}},"resource":{"group":"","version":"v1","resource":"pods"}}}"#;
+        let key = peek(hpa_first).expect("a key");
+        assert_eq!((key.group, key.resource), ("x", "cpu"));
+        // A `"resource":` inside a string is escaped, so never matches.
+        let quoted = POD.replace(r#""uid":"u""#, r#""uid":"\"resource\":{}""#);
+        assert_eq!(peek(&quoted), peek(POD));
+        // Escaped names do not borrow: no hint, the full decode routes.
+        let escaped = POD.replace(r#""resource":"pods""#, r#""resource":"p\u006fds""#);
+        assert_eq!(peek(&escaped), None);
     }
 
     #[test]

@@ -5,12 +5,9 @@
 //! grow the label space (an unknown resource kind is counted as `other`), and recording a request
 //! allocates nothing.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Pod, Service};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,9 +16,12 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::cluster::{ClusterView, LookupError, PodQuery, Workload, WorkloadKind};
+use crate::cluster::LookupError;
 use crate::mutate::Rule;
+
+mod metered;
 use crate::review::{Summary, Verdict};
+pub use metered::MeteredCluster;
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -388,67 +388,12 @@ impl Drop for OpenConnection {
     }
 }
 
-/// A [`ClusterView`] that counts the calls and failures of the view it wraps.
-pub struct MeteredCluster<C: ?Sized> {
-    inner: Arc<C>,
-    metrics: Arc<Metrics>,
-}
-
-impl<C: ?Sized> MeteredCluster<C> {
-    pub fn new(inner: Arc<C>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
-    }
-}
-
-#[async_trait]
-impl<C: ClusterView + ?Sized> ClusterView for MeteredCluster<C> {
-    async fn namespace_labels(
-        &self,
-        namespace: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, LookupError> {
-        let r = self.inner.namespace_labels(namespace).await;
-        self.metrics.record_lookup("namespace_labels", &r);
-        r
-    }
-
-    async fn workload(
-        &self,
-        kind: WorkloadKind,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Workload>, LookupError> {
-        let r = self.inner.workload(kind, namespace, name).await;
-        self.metrics.record_lookup("workload", &r);
-        r
-    }
-
-    async fn services(
-        &self,
-        namespace: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Vec<Service>, LookupError> {
-        let r = self.inner.services(namespace, labels).await;
-        self.metrics.record_lookup("services", &r);
-        r
-    }
-
-    async fn pods(&self, namespace: &str, query: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError> {
-        let r = self.inner.pods(namespace, query).await;
-        self.metrics.record_lookup("pods", &r);
-        r
-    }
-
-    async fn service(&self, namespace: &str, name: &str) -> Result<Option<Service>, LookupError> {
-        let r = self.inner.service(namespace, name).await;
-        self.metrics.record_lookup("service", &r);
-        r
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
-    use crate::cluster::{MemoryCluster, NoCluster};
+    use crate::cluster::{ClusterView, MemoryCluster, NoCluster};
 
     /// The value of the sample line that starts with `prefix` (name and labels).
     fn sample(text: &str, prefix: &str) -> Option<f64> {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::Mutation as MutationConfig;
 use crate::detect::{ContainerList, Found, env_var};
+use crate::rule_id::Warning;
 
 mod cannot_run;
 mod scratch;
@@ -36,7 +37,7 @@ pub struct Mutation {
     pub changes: Vec<Change>,
     /// What the patch cannot fix and the user must (a setting that keeps an Earthly container
     /// from running), each naming the field and the fix. Not patch operations.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 impl Mutation {
@@ -125,7 +126,7 @@ pub fn mutate(
         out.warnings.push(cannot_run::windows(&field, &privileged));
         return out;
     }
-    let mut warnings: Vec<String> = cannot_run::host_users(spec, &field, &privileged)
+    let mut warnings: Vec<Warning> = cannot_run::host_users(spec, &field, &privileged)
         .into_iter()
         .collect();
     let mut ops = Vec::new();

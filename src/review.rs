@@ -60,7 +60,7 @@ async fn review_text(
     route: Route,
     text: &str,
     line: Option<&'static Registration>,
-    routed_on: Option<&Key>,
+    routed_on: Option<&Key<'_>>,
 ) -> Result<Reviewed, BodyError> {
     let rule = registry::rule(line);
     let (envelope, judge) = match rule.decode(text) {

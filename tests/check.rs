@@ -928,14 +928,9 @@ fn sarif_output_is_valid_sarif_2_1_0_with_a_result_per_finding_at_its_line() {
             &three,
             line_of(&three, "  replicas: 3"),
         ),
+        ("privileged", "note", &job, line_of(&job, "- name: earthly")),
         (
-            "mutate-privileged",
-            "note",
-            &job,
-            line_of(&job, "- name: earthly"),
-        ),
-        (
-            "mutate-scratch-volume",
+            "scratch_volume",
             "note",
             &job,
             line_of(&job, "- name: earthly"),
@@ -1041,4 +1036,38 @@ fn every_real_world_manifest_reads_and_its_yaml_output_reads_back_to_itself() {
         assert_eq!(code(&again), 0, "{file}: {}", stderr(&again));
         assert_eq!(stdout(&again), stdout(&first), "{file}");
     }
+}
+
+#[test]
+fn rolling_update_over_a_buildkitd_claim_is_warned_at_the_strategy() {
+    let file = "tests/data/manifests/rollout/buildkitd-pvc.yaml";
+    let o = run(&["-f", file, "-o", "sarif"], None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let log: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("sarif");
+    let results: Vec<(String, String, u64)> = log["runs"][0]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["ruleId"] == "buildkitd-rollout-shared-cache")
+        .map(|r| {
+            (
+                r["message"]["text"].as_str().expect("text").to_owned(),
+                r["level"].as_str().expect("level").to_owned(),
+                r["locations"][0]["physicalLocation"]["region"]["startLine"]
+                    .as_u64()
+                    .expect("line"),
+            )
+        })
+        .collect();
+    assert_eq!(results.len(), 1, "{results:?}");
+    let (text, level, line) = &results[0];
+    assert!(
+        text.starts_with(
+            "Deployment ci/buildkitd: container buildkitd keeps its cache on PersistentVolumeClaim buildkitd-cache"
+        ),
+        "{text}"
+    );
+    assert_eq!(level, "warning");
+    // No strategy in the file: the nearest ancestor of /spec/strategy, `spec:`.
+    assert_eq!(*line, 8);
 }

@@ -5,6 +5,7 @@
 use earthly_webhook::config::Config;
 use earthly_webhook::detect::{ContainerList, Detector, Found};
 use earthly_webhook::mutate::{self, scratch_path};
+use earthly_webhook::rule_id::RuleId;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -353,7 +354,12 @@ fn check(pod_json: Value, config: &Config) -> Result<(), TestCaseError> {
         prop_assert_eq!(m.warnings.len(), usize::from(!privileged.is_empty()));
     }
     if !privileged.is_empty() && !windows && spec.host_users == Some(false) {
-        prop_assert!(m.warnings.iter().any(|w| w.contains("hostUsers is false")));
+        prop_assert!(
+            m.warnings
+                .iter()
+                .any(|w| w.rule == RuleId::HostUsersFalse
+                    && w.message.contains("hostUsers is false"))
+        );
     }
 
     // Every container that needs it ends privileged, with its scratch path on a volume the pod
@@ -379,9 +385,9 @@ fn check(pod_json: Value, config: &Config) -> Result<(), TestCaseError> {
         );
         if mount.read_only == Some(true) {
             prop_assert!(
-                m.warnings
-                    .iter()
-                    .any(|w| w.contains(&format!("container {} cannot write", c.name))),
+                m.warnings.iter().any(|w| w.rule == RuleId::ReadOnlyScratch
+                    && w.message
+                        .contains(&format!("container {} cannot write", c.name))),
                 "read-only scratch of {} not warned about",
                 c.name
             );
@@ -397,9 +403,9 @@ fn check(pod_json: Value, config: &Config) -> Result<(), TestCaseError> {
             .and_then(|s| s.run_as_non_root);
         if non_root(own) || (own.is_none() && non_root(pod_wide)) {
             prop_assert!(
-                m.warnings
-                    .iter()
-                    .any(|w| w.starts_with(&format!("container {} cannot run", c.name))),
+                m.warnings.iter().any(|w| w.rule == RuleId::RunAsNonRoot
+                    && w.message
+                        .starts_with(&format!("container {} cannot run", c.name))),
                 "runAsNonRoot on {} not warned about",
                 c.name
             );

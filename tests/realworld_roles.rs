@@ -7,6 +7,7 @@ use std::path::Path;
 use earthly_webhook::config::Config;
 use earthly_webhook::detect::{Detector, Role};
 use earthly_webhook::mutate;
+use earthly_webhook::rule_id::{RuleId, Warning};
 use k8s_openapi::api::core::v1::PodSpec;
 use serde::Deserialize;
 use serde_json::Value;
@@ -183,7 +184,7 @@ const EXPECTED: &[&str] = &[
 ];
 
 /// The pod spec and the detection and mutation of the first object of `kind` in a fixture.
-fn judged(file: &str, kind: &str) -> (Vec<String>, mutate::Mutation) {
+fn judged(file: &str, kind: &str) -> (Vec<Warning>, mutate::Mutation) {
     let path = Path::new(DATA).join(file);
     let object = documents(&path)
         .into_iter()
@@ -205,14 +206,20 @@ fn judged(file: &str, kind: &str) -> (Vec<String>, mutate::Mutation) {
 fn command_that_replaces_the_entrypoint_is_said_for_the_api_fixture() {
     let (notes, m) = judged("k8s-api-testdata/core.v1.Pod.earthly.json", "Pod");
     assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].rule, RuleId::RoleAssumed);
     assert!(
-        notes[0].contains("its command replaces the image's entrypoint"),
+        notes[0]
+            .message
+            .contains("its command replaces the image's entrypoint"),
         "{notes:?}"
     );
     // The container sets runAsNonRoot: true; hostUsers is true there, os.name is not windows.
     assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
     assert!(
-        m.warnings[0].contains("spec.containers[0].securityContext.runAsNonRoot is true"),
+        m.warnings[0].rule == RuleId::RunAsNonRoot
+            && m.warnings[0]
+                .message
+                .contains("spec.containers[0].securityContext.runAsNonRoot is true"),
         "{:?}",
         m.warnings
     );

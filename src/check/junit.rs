@@ -44,12 +44,12 @@ fn testcase(out: &mut String, o: &ObjectReport, report: &Report) {
     let found = findings(o, report.mode);
     if o.verdict == Outcome::Denied {
         let errors: Vec<_> = found.iter().filter(|f| f.level == Level::Error).collect();
-        let kind = errors.first().map_or("denied", |f| f.rule.id);
+        let kind = errors.first().map_or("denied", |f| f.rule.as_str());
         let body: Vec<String> = errors
             .iter()
             .map(|f| match f.line {
-                Some(line) => format!("{} (line {line}): {}", f.rule.id, f.message),
-                None => format!("{}: {}", f.rule.id, f.message),
+                Some(line) => format!("{} (line {line}): {}", f.rule, f.message),
+                None => format!("{}: {}", f.rule, f.message),
             })
             .collect();
         let _ = writeln!(
@@ -63,7 +63,7 @@ fn testcase(out: &mut String, o: &ObjectReport, report: &Report) {
     let said: Vec<String> = found
         .iter()
         .filter(|f| f.level != Level::Error)
-        .map(|f| format!("{}: [{}] {}", f.level.as_str(), f.rule.id, f.message))
+        .map(|f| format!("{}: [{}] {}", f.level.as_str(), f.rule, f.message))
         .collect();
     if !said.is_empty() {
         let _ = writeln!(

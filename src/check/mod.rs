@@ -159,6 +159,9 @@ pub struct ObjectReport {
     pub verdict: Outcome,
     /// Every warning the reviews returned, in order.
     pub warnings: Vec<String>,
+    /// The rule of each warning, in the same order.
+    #[serde(skip)]
+    pub warned: Vec<crate::rule_id::RuleId>,
     /// The messages of the reviews that denied.
     pub denials: Vec<String>,
     /// What `audit` mode recorded.

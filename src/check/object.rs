@@ -14,7 +14,7 @@ use super::{DEFAULT_NAMESPACE, ObjectReport, Outcome};
 use crate::cluster::MemoryCluster;
 use crate::config::Mode;
 use crate::review::{Action, Policy, Route};
-use crate::rules::Violation;
+use crate::rules::{RuleId, Violation};
 
 /// The reviews made for one object, and what they answered.
 struct Reviews<'a> {
@@ -22,6 +22,7 @@ struct Reviews<'a> {
     cluster: &'a MemoryCluster,
     mode: Option<Mode>,
     warnings: Vec<String>,
+    warned: Vec<RuleId>,
     denials: Vec<String>,
     violations: Vec<Violation>,
     audit_annotations: BTreeMap<String, String>,
@@ -37,6 +38,7 @@ impl<'a> Reviews<'a> {
             cluster,
             mode,
             warnings: Vec::new(),
+            warned: Vec::new(),
             denials: Vec::new(),
             violations: Vec::new(),
             audit_annotations: BTreeMap::new(),
@@ -68,6 +70,7 @@ impl<'a> Reviews<'a> {
         let response: &AdmissionResponse = reviewed.response();
         self.warnings
             .extend(response.warnings.iter().flatten().cloned());
+        self.warned.extend(&reviewed.summary.warned);
         self.audit_annotations.extend(
             response
                 .audit_annotations
@@ -198,6 +201,7 @@ pub(super) async fn check_object(
         name,
         verdict,
         warnings: reviews.warnings,
+        warned: reviews.warned,
         denials: reviews.denials,
         audit_annotations: reviews.audit_annotations,
         violations: reviews.violations,

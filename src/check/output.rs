@@ -207,6 +207,7 @@ pub fn yaml(report: &Report) -> String {
 mod tests {
     use super::*;
     use crate::check::input::Origin;
+    use crate::rule_id::RuleId;
     use std::collections::BTreeMap;
 
     fn report(objects: Vec<ObjectReport>) -> Report {
@@ -232,6 +233,7 @@ mod tests {
             name: "build-*".to_owned(),
             verdict,
             warnings: vec!["w1".to_owned(), "w2".to_owned()],
+            warned: vec![RuleId::SrcDirIgnored, RuleId::Privileged],
             denials: Vec::new(),
             audit_annotations: BTreeMap::new(),
             patch: json_patch::Patch::default(),

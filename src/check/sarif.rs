@@ -5,8 +5,11 @@
 use serde_json::{Value, json};
 
 use super::Report;
-use super::findings::{RULES, findings};
+use strum::IntoEnumIterator;
+
+use super::findings::{Level, findings};
 use super::input::STDIN_NAME;
+use crate::rule_id::RuleId;
 
 /// The schema the output follows (the OASIS 2.1.0 final schema, as SchemaStore publishes it).
 pub const SARIF_SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
@@ -36,15 +39,14 @@ pub fn uri_of(file: &str) -> String {
 
 /// The SARIF log, pretty-printed, ending in a newline.
 pub fn sarif(report: &Report) -> String {
-    let rules: Vec<Value> = RULES
-        .iter()
+    let rules: Vec<Value> = RuleId::iter()
         .map(|r| {
             json!({
-                "id": r.id,
-                "name": r.name,
-                "shortDescription": {"text": r.help},
-                "help": {"text": r.help},
-                "defaultConfiguration": {"level": r.level.as_str()},
+                "id": r.as_str(),
+                "name": format!("{r:?}"),
+                "shortDescription": {"text": r.help()},
+                "help": {"text": r.fix()},
+                "defaultConfiguration": {"level": Level::of(r).as_str()},
             })
         })
         .collect();
@@ -63,8 +65,8 @@ pub fn sarif(report: &Report) -> String {
                 location["physicalLocation"] = physical;
             }
             results.push(json!({
-                "ruleId": f.rule.id,
-                "ruleIndex": RULES.iter().position(|r| r.id == f.rule.id),
+                "ruleId": f.rule.as_str(),
+                "ruleIndex": RuleId::iter().position(|r| r == f.rule),
                 "level": f.level.as_str(),
                 "message": {"text": f.message},
                 "locations": [location],

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::Detection;
+use crate::rule_id::Warning;
 use k8s_openapi::api::core::v1::EnvVar;
 
 fn container(name: &str, image: &str, env: &[(&str, &str)]) -> Container {
@@ -78,7 +79,7 @@ fn remote_tcp_buildkit_host_makes_a_client() {
 }
 
 /// Classifies a one-container pod and returns its role and notes.
-fn classified(c: Container) -> (Option<Role>, Vec<String>) {
+fn classified(c: Container) -> (Option<Role>, Vec<Warning>) {
     let spec = PodSpec {
         containers: vec![c],
         ..Default::default()
@@ -98,7 +99,10 @@ fn earthly_buildkit_host_alone_is_all_in_one_and_said() {
     let (role, notes) = classified(c);
     assert_eq!(role, Some(Role::AllInOne));
     assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].contains("set BUILDKIT_HOST instead"), "{notes:?}");
+    assert!(
+        notes[0].message.contains("set BUILDKIT_HOST instead"),
+        "{notes:?}"
+    );
 }
 
 #[test]
@@ -164,11 +168,13 @@ fn buildkit_host_from_a_secret_is_a_client_and_said() {
     assert_eq!(role, Some(Role::Client));
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
-        notes[0].contains("BUILDKIT_HOST comes from a reference"),
+        notes[0]
+            .message
+            .contains("BUILDKIT_HOST comes from a reference"),
         "{notes:?}"
     );
     assert!(
-        notes[0].contains("earthly.dev/role.e: all-in-one"),
+        notes[0].message.contains("earthly.dev/role.e: all-in-one"),
         "{notes:?}"
     );
 }
@@ -190,10 +196,13 @@ fn env_from_that_may_set_buildkit_host_assumes_all_in_one_and_names_the_annotati
     assert_eq!(role, Some(Role::AllInOne));
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
-        notes[0].contains("assumed an all-in-one runner"),
+        notes[0].message.contains("assumed an all-in-one runner"),
         "{notes:?}"
     );
-    assert!(notes[0].contains("earthly.dev/role.e: client"), "{notes:?}");
+    assert!(
+        notes[0].message.contains("earthly.dev/role.e: client"),
+        "{notes:?}"
+    );
 }
 
 #[test]
@@ -233,11 +242,13 @@ fn command_replacing_the_entrypoint_lets_earthly_buildkit_host_decide() {
     let (role, notes) = classified(c);
     assert_eq!(role, Some(Role::Client));
     assert!(
-        notes[0].contains("command replaces the image's entrypoint"),
+        notes[0]
+            .message
+            .contains("command replaces the image's entrypoint"),
         "{notes:?}"
     );
     assert!(
-        notes[0].contains("earthly.dev/role.e: all-in-one"),
+        notes[0].message.contains("earthly.dev/role.e: all-in-one"),
         "{notes:?}"
     );
 }
@@ -261,7 +272,9 @@ fn command_without_a_host_keeps_the_entrypoint_rules_and_says_so() {
     let (role, notes) = classified(c);
     assert_eq!(role, Some(Role::AllInOne));
     assert!(
-        notes[0].contains("chosen by the entrypoint's rules"),
+        notes[0]
+            .message
+            .contains("chosen by the entrypoint's rules"),
         "{notes:?}"
     );
 }
@@ -369,7 +382,9 @@ fn native_sidecar_serves_the_client_but_a_plain_init_container_does_not() {
     let plain = detector().classify(None, &spec(None)).expect("valid");
     assert_eq!(plain.notes.len(), 1);
     assert!(
-        plain.notes[0].contains("no buildkitd runs alongside"),
+        plain.notes[0]
+            .message
+            .contains("no buildkitd runs alongside"),
         "{:?}",
         plain.notes
     );

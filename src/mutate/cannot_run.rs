@@ -5,6 +5,7 @@
 use k8s_openapi::api::core::v1::{Container, PodSpec, VolumeMount};
 
 use crate::detect::Found;
+use crate::rule_id::{RuleId, Warning};
 
 /// Whether the pod is a Windows pod. The apiserver refuses `privileged` there ("cannot be set
 /// for a windows pod"), so the patch must not set it.
@@ -20,24 +21,27 @@ fn names(privileged: &[&Found]) -> String {
 }
 
 /// Why a Windows pod is left unchanged. `field` is the pod spec's dotted path.
-pub fn windows(field: &str, privileged: &[&Found]) -> String {
-    format!(
-        "{field}.os.name is windows: the apiserver refuses privileged for a windows pod and Earthly's images \
+pub fn windows(field: &str, privileged: &[&Found]) -> Warning {
+    Warning::new(
+        RuleId::WindowsPod,
+        format!(
+            "{field}.os.name is windows: the apiserver refuses privileged for a windows pod and Earthly's images \
          run on Linux only, so the webhook leaves the pod unchanged; set {field}.os.name to linux (or remove it) \
          to run container(s) {}",
-        names(privileged)
+            names(privileged)
+        ),
     )
 }
 
 /// `hostUsers: false` next to privileged Earthly containers.
-pub fn host_users(spec: &PodSpec, field: &str, privileged: &[&Found]) -> Option<String> {
+pub fn host_users(spec: &PodSpec, field: &str, privileged: &[&Found]) -> Option<Warning> {
     (spec.host_users == Some(false)).then(|| {
-        format!(
+        Warning::new(RuleId::HostUsersFalse, format!(
             "{field}.hostUsers is false: container(s) {} would run privileged in a user namespace, which Earthly's \
              guide does not cover (privileged pods in the host user namespace only), and a failure would show \
              only on the node; remove hostUsers: false",
             names(privileged)
-        )
+        ))
     })
 }
 
@@ -48,7 +52,7 @@ pub fn run_as_non_root(
     field: &str,
     container: &Container,
     container_field: &str,
-) -> Option<String> {
+) -> Option<Warning> {
     let own = container
         .security_context
         .as_ref()
@@ -58,18 +62,19 @@ pub fn run_as_non_root(
         .as_ref()
         .and_then(|s| s.run_as_non_root);
     let name = &container.name;
-    match (own, pod) {
-        (Some(true), _) => Some(format!(
+    let message = match (own, pod) {
+        (Some(true), _) => format!(
             "container {name} cannot run: {container_field}.securityContext.runAsNonRoot is true, but Earthly's \
              images run as root to start buildkitd; set it to false"
-        )),
-        (None, Some(true)) => Some(format!(
+        ),
+        (None, Some(true)) => format!(
             "container {name} cannot run: {field}.securityContext.runAsNonRoot is true, but Earthly's images run as \
              root to start buildkitd; set {container_field}.securityContext.runAsNonRoot to false (it overrides the \
              pod's), or remove it from the pod"
-        )),
-        _ => None,
-    }
+        ),
+        _ => return None,
+    };
+    Some(Warning::new(RuleId::RunAsNonRoot, message))
 }
 
 /// A read-only volume at (or above) the scratch path: Earthly writes its cache there.
@@ -79,13 +84,13 @@ pub fn read_only_scratch(
     path: &str,
     index: usize,
     mount: &VolumeMount,
-) -> Option<String> {
+) -> Option<Warning> {
     (mount.read_only == Some(true)).then(|| {
-        format!(
+        Warning::new(RuleId::ReadOnlyScratch, format!(
             "container {} cannot write its scratch data: volume {} is mounted read-only at {} \
              ({container_field}.volumeMounts[{index}].readOnly), which holds {path}; set readOnly: false, or \
              point the tmp-dir variable at a writable volume",
             container.name, mount.name, mount.mount_path
-        )
+        ))
     })
 }

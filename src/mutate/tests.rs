@@ -257,12 +257,14 @@ fn read_only_scratch_mount_is_warned_about_and_kept() {
     assert_eq!(doc["spec"]["volumes"].as_array().map(Vec::len), Some(1));
     assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
     assert!(
-        m.warnings[0].contains("spec.containers[0].volumeMounts[0].readOnly"),
+        m.warnings[0]
+            .message
+            .contains("spec.containers[0].volumeMounts[0].readOnly"),
         "{:?}",
         m.warnings
     );
     assert!(
-        m.warnings[0].contains("set readOnly: false"),
+        m.warnings[0].message.contains("set readOnly: false"),
         "{:?}",
         m.warnings
     );
@@ -275,12 +277,16 @@ fn run_as_non_root_on_the_pod_is_warned_about() {
     let (_, m) = run(pod.clone(), &Config::default());
     assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
     assert!(
-        m.warnings[0].contains("spec.securityContext.runAsNonRoot is true"),
+        m.warnings[0]
+            .message
+            .contains("spec.securityContext.runAsNonRoot is true"),
         "{:?}",
         m.warnings
     );
     assert!(
-        m.warnings[0].contains("set spec.containers[0].securityContext.runAsNonRoot to false"),
+        m.warnings[0]
+            .message
+            .contains("set spec.containers[0].securityContext.runAsNonRoot to false"),
         "{:?}",
         m.warnings
     );
@@ -297,7 +303,9 @@ fn run_as_non_root_on_the_container_is_warned_about() {
     let (_, m) = run(pod, &Config::default());
     assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
     assert!(
-        m.warnings[0].contains("spec.containers[0].securityContext.runAsNonRoot is true"),
+        m.warnings[0]
+            .message
+            .contains("spec.containers[0].securityContext.runAsNonRoot is true"),
         "{:?}",
         m.warnings
     );
@@ -310,7 +318,7 @@ fn host_users_false_is_warned_about() {
     let (_, m) = run(pod, &Config::default());
     assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
     assert!(
-        m.warnings[0].starts_with("spec.hostUsers is false"),
+        m.warnings[0].message.starts_with("spec.hostUsers is false"),
         "{:?}",
         m.warnings
     );
@@ -325,7 +333,9 @@ fn windows_pod_is_left_unchanged_and_said_why() {
     assert!(m.is_empty(), "{:?}", m.patch);
     assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
     assert!(
-        m.warnings[0].contains("refuses privileged for a windows pod"),
+        m.warnings[0]
+            .message
+            .contains("refuses privileged for a windows pod"),
         "{:?}",
         m.warnings
     );

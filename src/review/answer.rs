@@ -43,6 +43,8 @@ pub struct Summary {
     pub patch_operations: Vec<(RuleId, usize)>,
     /// Violations the mode let through (warn) or recorded (audit).
     pub violations: Vec<Violation>,
+    /// The rule of each of the response's warnings, in their order.
+    pub warned: Vec<RuleId>,
 }
 
 /// A finished review: the answer to send, and its summary.
@@ -83,6 +85,7 @@ impl Reviewed {
                 verdict: Verdict::Error,
                 patch_operations: Vec::new(),
                 violations: Vec::new(),
+                warned: Vec::new(),
             },
         }
     }
@@ -120,7 +123,9 @@ pub(super) struct Answer {
 impl Answer {
     /// Applies findings according to the mode.
     pub(super) fn apply(&mut self, findings: Findings, mode: Mode) {
-        self.warnings.extend(findings.warnings);
+        for w in findings.warnings {
+            self.warn(w.rule, w.message);
+        }
         if findings.violations.is_empty() {
             return;
         }
@@ -149,8 +154,9 @@ impl Answer {
                 self.deny(message);
             }
             Mode::Warn => {
-                self.warnings
-                    .extend(findings.violations.iter().map(|v| v.message.clone()));
+                for v in &findings.violations {
+                    self.warn(v.rule, v.message.clone());
+                }
                 self.summary.violations = findings.violations;
             }
             Mode::Audit => {
@@ -168,6 +174,11 @@ impl Answer {
                 self.summary.violations = findings.violations;
             }
         }
+    }
+
+    fn warn(&mut self, rule: RuleId, message: String) {
+        self.warnings.push(message);
+        self.summary.warned.push(rule);
     }
 
     pub(super) fn deny(&mut self, message: String) {
@@ -216,6 +227,7 @@ impl Answer {
                 verdict: Verdict::Allowed,
                 patch_operations: Vec::new(),
                 violations: Vec::new(),
+                warned: Vec::new(),
             },
             warnings: Vec::new(),
         }
@@ -226,7 +238,7 @@ impl Answer {
         let mut per_rule: BTreeMap<RuleId, usize> = BTreeMap::new();
         for c in &m.changes {
             *per_rule.entry(c.rule).or_default() += c.operations;
-            self.warnings.push(c.message.clone());
+            self.warn(c.rule, c.message.clone());
         }
         self.response = self
             .response

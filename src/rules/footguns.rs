@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
-use super::Findings;
+use super::{Findings, RuleId};
 use crate::detect::{ContainerList, Found, Role, buildkit_host, env_var, is_remote_tcp};
 use crate::mutate::{has_mount_at, is_privileged, scratch_path};
 
@@ -52,7 +52,9 @@ fn check_with(
         let name = &c.name;
         if f.role.needs_privileges() && !mutated_later {
             if !is_privileged(c) {
-                out.warnings.push(format!(
+                out.warn(
+                    RuleId::EarthlyNotPrivileged,
+                    format!(
                     "{object}: container {name} ({}) is not privileged ({at}.securityContext.privileged); \
                      set it to true, or install the earthly-webhook mutating webhook",
                     f.role.describe()
@@ -60,7 +62,9 @@ fn check_with(
             }
             let (path, _) = scratch_path(c, f.family);
             if !has_mount_at(c, &path) {
-                out.warnings.push(format!(
+                out.warn(
+                    RuleId::EarthlyNoScratchVolume,
+                    format!(
                     "{object}: container {name} has no scratch volume at {path} ({at}.volumeMounts); \
                      mount an emptyDir there, or install the earthly-webhook mutating webhook"
                 ));
@@ -70,7 +74,9 @@ fn check_with(
             && is_true(c, "BUILDKIT_TCP_TRANSPORT_ENABLED")
             && is_false(c, "BUILDKIT_TLS_ENABLED")
         {
-            out.warnings.push(format!(
+            out.warn(
+                    RuleId::BuildkitdTlsOff,
+                    format!(
                 "{object}: container {name} serves buildkit over TCP without TLS ({at}.env BUILDKIT_TLS_ENABLED=false); \
                  enable TLS and share its certificates with the clients"
             ));
@@ -80,13 +86,17 @@ fn check_with(
             && is_remote_tcp(addr)
             && (is_false(c, "BUILDKIT_TLS_ENABLED") || is_false(c, "EARTHLY_TLS_ENABLED"))
         {
-            out.warnings.push(format!(
+            out.warn(
+                    RuleId::ClientTlsOff,
+                    format!(
                 "{object}: container {name} talks to buildkit at {addr} over plain TCP with TLS disabled ({at}.env); \
                  enable TLS on buildkitd and the client"
             ));
         }
         if env_var(c, "SRC_DIR").is_some() {
-            out.warnings.push(format!(
+            out.warn(
+                    RuleId::SrcDirIgnored,
+                    format!(
                 "{object}: container {name} sets SRC_DIR, which Earthly no longer reads ({at}.env); \
                  put the source in the working directory (/workspace) instead"
             ));
@@ -115,10 +125,19 @@ mod tests {
     fn unprivileged_runner_is_warned_about() {
         let f = findings(json!({"containers": [{"name": "e", "image": "earthly/earthly"}]}));
         assert_eq!(f.warnings.len(), 2);
-        assert!(f.warnings[0].starts_with(
+        assert!(f.warnings[0].message.starts_with(
             "Pod ci/p: container e (all-in-one Earthly runner) is not privileged (spec.containers[0].securityContext.privileged)"
         ));
-        assert!(f.warnings[1].contains("no scratch volume at /tmp/earthly"));
+        assert!(
+            f.warnings[1]
+                .message
+                .contains("no scratch volume at /tmp/earthly")
+        );
+        let rules: Vec<RuleId> = f.warnings.iter().map(|w| w.rule).collect();
+        assert_eq!(
+            rules,
+            [RuleId::EarthlyNotPrivileged, RuleId::EarthlyNoScratchVolume]
+        );
         assert!(f.violations.is_empty());
     }
 
@@ -141,7 +160,12 @@ mod tests {
             {"name": "BUILDKIT_TLS_ENABLED", "value": "false"}]}]}),
         );
         assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
-        assert!(f.warnings[0].contains("over plain TCP with TLS disabled"));
+        assert!(
+            f.warnings[0]
+                .message
+                .contains("over plain TCP with TLS disabled")
+        );
+        assert_eq!(f.warnings[0].rule, RuleId::ClientTlsOff);
     }
 
     #[test]
@@ -154,7 +178,8 @@ mod tests {
                     {"name": "BUILDKIT_TLS_ENABLED", "value": "false"}]}]}),
         );
         assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
-        assert!(f.warnings[0].contains("without TLS"));
+        assert!(f.warnings[0].message.contains("without TLS"));
+        assert_eq!(f.warnings[0].rule, RuleId::BuildkitdTlsOff);
     }
 
     #[test]
@@ -164,7 +189,8 @@ mod tests {
             {"name": "NO_BUILDKIT", "value": "1"}, {"name": "SRC_DIR", "value": "/src"}]}]}),
         );
         assert_eq!(f.warnings.len(), 1);
-        assert!(f.warnings[0].contains("SRC_DIR"));
+        assert!(f.warnings[0].message.contains("SRC_DIR"));
+        assert_eq!(f.warnings[0].rule, RuleId::SrcDirIgnored);
     }
 
     #[test]

@@ -24,7 +24,6 @@ pub struct Object {
     spec: Option<AutoscalerSpec>,
 }
 
-#[async_trait::async_trait]
 impl Rule for Autoscalers {
     type Object = Object;
 

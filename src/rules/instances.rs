@@ -12,7 +12,7 @@ use super::lookups::{Lookups, Stop, nothing};
 use super::sticky::{
     NotSticky, STICKY_WAY_OUT, fronting, service_ref, single_prefix, stickiness, sticky_prefix,
 };
-use super::{Context, Findings, RuleId, Violation, role_annotation};
+use super::{Context, Findings, RuleId, Violation, Warning, role_annotation};
 use crate::config::Instances;
 use crate::detect::{Family, Found};
 
@@ -109,9 +109,14 @@ pub(crate) async fn judge(
 /// Detection's notes on a template (a role it had to assume), named for the workload.
 pub(crate) fn template_notes<'a>(
     subject: &'a str,
-    notes: impl Iterator<Item = &'a String> + 'a,
-) -> impl Iterator<Item = String> + 'a {
-    notes.map(move |note| format!("{subject}: pod template: {note}"))
+    notes: impl Iterator<Item = &'a Warning> + 'a,
+) -> impl Iterator<Item = Warning> + 'a {
+    notes.map(move |note| {
+        Warning::new(
+            note.rule,
+            format!("{subject}: pod template: {}", note.message),
+        )
+    })
 }
 
 /// Judges the instances of a pod template: `demand` says, from what detection found in it,

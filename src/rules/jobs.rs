@@ -74,7 +74,6 @@ impl Job {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Jobs {
     type Object = Job;
 
@@ -87,7 +86,6 @@ impl Rule for Jobs {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for CronJobs {
     type Object = CronJob;
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Pod, Service};
 
 use super::buildkitd::is_live_buildkitd;
-use super::{Context, Findings, RuleId};
+use super::{Context, Findings, RuleId, Warning};
 use crate::cluster::{ClusterView, LookupError, PodQuery, Workload, WorkloadKind, label_selector};
 use crate::config::FailureMode;
 use crate::detect::Detector;
@@ -100,8 +100,11 @@ impl<'a> Lookups<'a> {
             ),
             FailureMode::Allow => Findings {
                 violations: Vec::new(),
-                warnings: vec![format!(
-                    "{head}; admitted unchecked (the webhook's cluster.failureMode is allow)"
+                warnings: vec![Warning::new(
+                    RuleId::LookupFailed,
+                    format!(
+                        "{head}; admitted unchecked (the webhook's cluster.failureMode is allow)"
+                    ),
                 )],
             },
         })

@@ -12,7 +12,7 @@ use crate::cluster::ClusterView;
 use crate::envelope::Request;
 use crate::mutate::Mutation;
 use crate::policy::Policy;
-pub use crate::rule_id::RuleId;
+pub use crate::rule_id::{RuleId, Warning};
 
 mod bare_pod;
 mod buildkitd;
@@ -26,6 +26,7 @@ mod pod;
 mod pod_security;
 pub(crate) mod pod_spec;
 pub mod registry;
+mod rollout;
 mod scale;
 mod service;
 mod skew;
@@ -69,18 +70,19 @@ impl<'a, O> Input<'a, O> {
 }
 
 /// A family of objects and what the policy says about them.
-#[async_trait::async_trait]
 pub trait Rule: Send + Sync + 'static {
     /// The object as this rule reads it. Decoded straight from the request body.
     type Object: DeserializeOwned + Send + Sync;
 
     /// Judges one request. [`Stop`] ends it early: an object that cannot be read (the message
-    /// says where), or findings known before the end (a failed lookup).
-    async fn review(
+    /// says where), or findings known before the end (a failed lookup). Implemented as an
+    /// `async fn`; the registry's type erasure boxes the one future per review, so this one is
+    /// not boxed again.
+    fn review(
         &self,
         cx: &Context<'_>,
         input: Input<'_, Self::Object>,
-    ) -> Result<Judgement, Stop>;
+    ) -> impl Future<Output = Result<Judgement, Stop>> + Send;
 }
 
 /// A broken rule: denied in `enforce` mode, a warning in `warn`, an audit annotation in `audit`.
@@ -97,7 +99,7 @@ pub struct Findings {
     /// Rules the object breaks.
     pub violations: Vec<Violation>,
     /// Footguns worth telling the user about, whatever the mode.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 impl Findings {
@@ -105,6 +107,11 @@ impl Findings {
     pub fn extend(&mut self, other: Findings) {
         self.violations.extend(other.violations);
         self.warnings.extend(other.warnings);
+    }
+
+    /// Adds a warning.
+    pub fn warn(&mut self, rule: RuleId, message: String) {
+        self.warnings.push(Warning::new(rule, message));
     }
 
     /// Findings with one violation.

@@ -101,7 +101,6 @@ impl Object {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Mutate {
     type Object = Object;
 
@@ -122,7 +121,6 @@ impl Rule for Mutate {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Validate {
     type Object = Object;
 

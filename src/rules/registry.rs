@@ -105,11 +105,11 @@ pub static REGISTRY: &[Registration] = &[
 ];
 
 impl Registration {
-    fn matches(&self, action: Action, key: &Key) -> bool {
+    fn matches(&self, action: Action, key: &Key<'_>) -> bool {
         self.action == action
             && self.group == key.group
-            && self.resources.contains(&key.resource.as_str())
-            && self.sub_resource == key.sub_resource.as_deref()
+            && self.resources.contains(&key.resource)
+            && self.sub_resource == key.sub_resource
     }
 
     /// Whether the line judges `operation` (checked after the decode: see [`Key`]).
@@ -120,7 +120,7 @@ impl Registration {
 
 /// The line for `key` at `action`, if any; whether it judges the request's operation is
 /// [`Registration::judges`].
-pub fn find(action: Action, key: Option<&Key>) -> Option<&'static Registration> {
+pub fn find(action: Action, key: Option<&Key<'_>>) -> Option<&'static Registration> {
     key.and_then(|key| REGISTRY.iter().find(|r| r.matches(action, key)))
 }
 
@@ -202,7 +202,6 @@ impl<R: Rule> Dispatch for R {
 /// Requests no family judges: read for their envelope, admitted unchanged.
 struct Unjudged;
 
-#[async_trait::async_trait]
 impl Rule for Unjudged {
     type Object = IgnoredAny;
 
@@ -215,16 +214,21 @@ impl Rule for Unjudged {
 mod tests {
     use super::*;
 
-    fn key(group: &str, resource: &str, sub: Option<&str>, op: Operation) -> (Key, Operation) {
+    fn key<'a>(
+        group: &'a str,
+        resource: &'a str,
+        sub_resource: Option<&'a str>,
+        op: Operation,
+    ) -> (Key<'a>, Operation) {
         let key = Key {
-            group: group.to_owned(),
-            resource: resource.to_owned(),
-            sub_resource: sub.map(str::to_owned),
+            group,
+            resource,
+            sub_resource,
         };
         (key, op)
     }
 
-    fn judged(action: Action, (key, op): &(Key, Operation)) -> bool {
+    fn judged(action: Action, (key, op): &(Key<'_>, Operation)) -> bool {
         find(action, Some(key)).is_some_and(|r| r.judges(op))
     }
 

@@ -21,7 +21,6 @@ pub struct Object {
     spec: Option<ScaleSpec>,
 }
 
-#[async_trait::async_trait]
 impl Rule for Scale {
     type Object = Object;
 

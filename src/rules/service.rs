@@ -41,7 +41,6 @@ impl Object {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Services {
     type Object = Object;
 

@@ -175,8 +175,7 @@ pub(crate) async fn judge(
             &svc,
             &daemons,
         ) {
-            tracing::debug!(subject, rule = %RuleId::BuildkitdVersionSkew, "version skew");
-            out.warnings.push(w);
+            out.warn(RuleId::BuildkitdVersionSkew, w);
         }
     }
     Ok(out)

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::buildkitd::{daemon, runs_buildkitd};
 use super::instances::{Demand, judge_template};
 use super::lookups::{Lookups, Stop, nothing};
+use super::rollout::{Strategy, shared_cache};
 use super::{Context, Input, Judgement, Rule, RuleId, fleet, object_ref, skew};
 use crate::cluster::{Workload, WorkloadKind};
 use crate::detect::Found;
@@ -35,6 +36,9 @@ struct Spec {
     selector: Option<LabelSelector>,
     #[serde(default)]
     template: Option<PodTemplateSpec>,
+    /// Deployments only.
+    #[serde(default)]
+    strategy: Option<Strategy>,
 }
 
 impl Object {
@@ -59,7 +63,6 @@ impl Object {
     }
 }
 
-#[async_trait::async_trait]
 impl Rule for Workloads {
     type Object = Object;
 
@@ -82,18 +85,26 @@ impl Rule for Workloads {
             && let Some(old) = input.old_object
             && let Ok(old) = old.workload(kind, namespace, &subject)
             && same_shape(&old, &new)
+            && input.old_object.and_then(strategy) == strategy(obj)
         {
             return nothing();
         }
         let lookups = Lookups::new(cx, &subject);
         let at = "spec.template.spec";
+        let mut rollout = None;
         let mut seen = None;
         let mut findings = judge_template(cx, &lookups, namespace, &new.template, Some(at), |f| {
+            if kind == WorkloadKind::Deployment
+                && let Some(spec) = new.template.spec.as_ref()
+            {
+                rollout = shared_cache(&subject, new.replicas, strategy(obj), spec, f);
+            }
             let d = demand(&subject, &new, f);
             seen = Some((f.to_vec(), d.is_some()));
             d
         })
         .await?;
+        findings.warnings.extend(rollout);
         let Some((found, asked)) = seen else {
             return Ok(findings.into());
         };
@@ -107,6 +118,10 @@ impl Rule for Workloads {
         }
         Ok(findings.into())
     }
+}
+
+fn strategy(obj: &Object) -> Option<&Strategy> {
+    obj.spec.as_ref()?.strategy.as_ref()
 }
 
 /// The demand of a workload that runs more than one buildkitd, if it does. `subject` names it
