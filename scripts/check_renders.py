@@ -37,6 +37,7 @@ EXPECTED_RBAC = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
     {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["services", "pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
 ]
 # What the webhook entries register is checked against the server's rule registry by
 # tests/chart.rs (chart_registers_exactly_what_the_registry_judges), the one contract; here only

@@ -2,6 +2,7 @@
 //! review can be driven by the real API (server), by the other objects of the same input
 //! (`check`), or by an in-memory view (tests).
 
+mod apps;
 mod coalesce;
 mod connect;
 mod kube_client;
@@ -161,6 +162,10 @@ pub trait ClusterView: Send + Sync {
 
     /// The pods of a namespace that `query` wants, at most `query.enough` of them.
     async fn pods(&self, namespace: &str, query: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError>;
+
+    /// A Service by name (the one a client's `BUILDKIT_HOST` names); `Ok(None)` when it does not
+    /// exist.
+    async fn service(&self, namespace: &str, name: &str) -> Result<Option<Service>, LookupError>;
 }
 
 /// A view with no cluster behind it: every lookup is [`LookupError::Unavailable`].
@@ -194,6 +199,10 @@ impl ClusterView for NoCluster {
     }
 
     async fn pods(&self, _: &str, _: &PodQuery<'_>) -> Result<Vec<Pod>, LookupError> {
+        Err(LookupError::Unavailable)
+    }
+
+    async fn service(&self, _: &str, _: &str) -> Result<Option<Service>, LookupError> {
         Err(LookupError::Unavailable)
     }
 }
@@ -291,6 +300,17 @@ impl ClusterView for MemoryCluster {
             .take(query.enough)
             .cloned()
             .collect())
+    }
+
+    async fn service(&self, namespace: &str, name: &str) -> Result<Option<Service>, LookupError> {
+        let found = self.services.iter().find(|s| {
+            s.metadata.namespace.as_deref() == Some(namespace)
+                && s.metadata.name.as_deref() == Some(name)
+        });
+        match found {
+            Some(s) => Ok(Some(s.clone())),
+            None => self.missing(format!("Service {namespace}/{name}"), None),
+        }
     }
 }
 

@@ -117,6 +117,27 @@ pub enum RuleId {
     )]
     BuildkitdServiceNotSticky,
     #[strum(
+        serialize = "buildkitd-second-workload",
+        message = "two buildkitd workloads (or pods of two controllers) behind one Service",
+        detailed_message = "Two buildkitd workloads behind one Service split the cache: keep one behind it, or enable sticky multi-instance mode.",
+        props(kind = "violation")
+    )]
+    BuildkitdSecondWorkload,
+    #[strum(
+        serialize = "buildkitd-fleet-tls",
+        message = "sticky mode: the buildkitd instances behind one Service differ in their TLS configuration",
+        detailed_message = "The buildkitd instances behind one Service must share one TLS configuration: the same BUILDKIT_TLS_ENABLED and certificate Secret.",
+        props(kind = "violation")
+    )]
+    BuildkitdFleetTls,
+    #[strum(
+        serialize = "buildkitd-version-skew",
+        message = "a remote client's image version differs from the buildkitd behind the Service it names",
+        detailed_message = "A remote client and its buildkitd should run the same Earthly version: mismatched versions are unsupported.",
+        props(kind = "warning", field = "/spec/containers")
+    )]
+    BuildkitdVersionSkew,
+    #[strum(
         serialize = "pod-security-admission",
         message = "a privileged Earthly pod in a namespace whose Pod Security level refuses it",
         detailed_message = "The namespace's Pod Security level refuses privileged pods, which Earthly needs: label the namespace pod-security.kubernetes.io/enforce=privileged.",

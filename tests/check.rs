@@ -137,6 +137,7 @@ golden_tests! {
     golden_pod_without_trailing_newline_text: ["-f", "tests/data/manifests/pod-no-trailing-newline.yaml"];
     golden_pod_json_patch: ["-f", "tests/data/manifests/pod.json", "-o", "patch"];
     golden_multi_node_buildkitd_text: ["-f", "tests/data/manifests/multi-node-buildkitd.yaml"];
+    golden_blue_green_buildkitd_text: ["-f", "tests/data/manifests/blue-green-buildkitd.yaml"];
     golden_role_annotation_denied_text: ["-f", DENIED];
     golden_role_annotation_warn_mode_text: ["-f", DENIED, "--mode", "warn"];
     golden_role_annotation_audit_mode_json: ["-f", DENIED, "--mode", "audit", "-o", "json"];

@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{App, fixture, fixture_names, patch_of, patched_pod, response, with_object};
+use std::sync::Arc;
+
+use common::{App, Options, fixture, fixture_names, patch_of, patched_pod, response, with_object};
+use earthly_webhook::cluster::MemoryCluster;
 use hyper::StatusCode;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
@@ -388,7 +391,13 @@ fn warnings(answer: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn workload_template_footguns_reach_whoever_applies_the_workload() {
-    let app = App::start().await;
+    // A cluster with no Service in front of the Deployment (without one, the lookup of the
+    // Services in front of it would fail and `cluster.failureMode: deny` refuse it).
+    let app = App::start_with(Options {
+        cluster: Arc::new(MemoryCluster::default()),
+        ..Options::default()
+    })
+    .await;
     // Earthly's own remote-buildkitd example: a Deployment serving buildkit over TCP, TLS off.
     let answer = app.review("/validate", fixture(DEPLOYMENT)).await;
     assert_eq!(response(&answer)["allowed"], true);
@@ -461,4 +470,43 @@ async fn operations_no_line_judges_are_admitted_unread() {
         .await;
     assert_eq!(response(&answer)["allowed"], true, "{answer}");
     assert!(response(&answer).get("warnings").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn captured_buildkitd_deployment_joining_another_behind_its_service_is_denied() {
+    // Earthly's remote-buildkitd Deployment as the apiserver sent it, in a namespace where the
+    // Service it is meant for already fronts an older buildkitd StatefulSet.
+    let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "earthly-buildkitd", "namespace": "earthly-ci"},
+        "spec": {"selector": {"app": "earthly", "component": "buildkitd"}}}))
+    .expect("service");
+    let old: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "buildkitd-0", "namespace": "earthly-ci",
+            "labels": {"app": "earthly", "component": "buildkitd"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "name": "buildkitd", "uid": "u", "controller": true}]},
+        "spec": {"containers": [{"name": "buildkitd", "image": "earthly/buildkitd:v0.7.23"}]},
+        "status": {"phase": "Running"}}))
+    .expect("pod");
+    let app = App::start_with(Options {
+        cluster: Arc::new(MemoryCluster {
+            services: vec![service],
+            pods: vec![old],
+            ..MemoryCluster::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let answer = app.review("/validate", fixture(DEPLOYMENT)).await;
+    let r = response(&answer);
+    assert_eq!(r["allowed"], json!(false), "{answer}");
+    let message = r["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "earthly/buildkitd does not support multi-node setups: Deployment \
+             earthly-ci/earthly-buildkitd would be a second buildkitd behind Service \
+             earthly-ci/earthly-buildkitd, next to StatefulSet earthly-ci/buildkitd."
+        ),
+        "{answer}"
+    );
 }

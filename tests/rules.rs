@@ -203,24 +203,29 @@ async fn unrelated_pods_are_never_looked_up() {
 }
 
 #[tokio::test]
-async fn services_are_not_looked_up_in_single_mode() {
+async fn services_that_route_to_no_pods_are_not_looked_up() {
     let c = Recording::new(MemoryCluster::default());
-    let r = validate(single(), &c, &create_service(&service("bk", json!({})))).await;
-    assert_allowed_quietly(&r);
+    for config in [single(), sticky()] {
+        for spec in [
+            json!({"selector": {}}),
+            json!({"type": "ExternalName", "externalName": "bk.example.com"}),
+        ] {
+            let mut s = service("bk", json!({}));
+            s.spec = Some(serde_json::from_value(spec).expect("spec"));
+            assert_allowed_quietly(&validate(config.clone(), &c, &create_service(&s)).await);
+        }
+    }
     assert_eq!(c.calls(), Vec::<String>::new());
 }
 
 #[tokio::test]
-async fn sticky_service_is_not_looked_up() {
-    let c = Recording::new(MemoryCluster::default());
-    let r = validate(
-        sticky(),
-        &c,
-        &create_service(&service("bk", sticky_extra())),
-    )
-    .await;
-    assert_allowed_quietly(&r);
-    assert_eq!(c.calls(), Vec::<String>::new());
+async fn a_service_is_one_pod_list_in_either_mode() {
+    for (config, extra) in [(single(), json!({})), (sticky(), sticky_extra())] {
+        let c = Recording::new(MemoryCluster::default());
+        let r = validate(config, &c, &create_service(&service("bk", extra))).await;
+        assert_allowed_quietly(&r);
+        assert_eq!(c.calls(), ["pods ci app=bk"]);
+    }
 }
 
 // --- workloads -------------------------------------------------------------------------------
@@ -808,4 +813,274 @@ async fn audit_mode_keeps_every_message_of_a_rule_broken_twice() {
     let note = &resp.audit_annotations[RuleId::BuildkitdServiceNotSticky.as_str()];
     assert!(note.contains("behind Service ci/a") && note.contains("; earthly/buildkitd"));
     assert!(note.contains("behind Service ci/b"));
+}
+
+// --- what sits behind a buildkitd Service ------------------------------------------------------
+
+/// A buildkitd Deployment `name` of one replica whose pods carry `app: bk` and `slot: <name>`,
+/// selected by `slot`; `tls` is its `BUILDKIT_TLS_ENABLED` and certificate Secret.
+fn slot_deployment(name: &str, image: &str, tls: Option<&str>) -> Value {
+    let mut container = json!({"name": "b", "image": image});
+    let mut volumes = json!([]);
+    if let Some(secret) = tls {
+        container["env"] = json!([{"name": "BUILDKIT_TLS_ENABLED", "value": "true"}]);
+        container["volumeMounts"] =
+            json!([{"name": "tls", "mountPath": "/etc/ca.pem", "subPath": "ca.pem"}]);
+        volumes = json!([{"name": "tls", "secret": {"secretName": secret}}]);
+    }
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "bk", "slot": name}},
+            "template": {"metadata": {"labels": {"app": "bk", "slot": name}},
+                "spec": {"containers": [container], "volumes": volumes}}}})
+}
+
+/// A running pod of `deployment` (through ReplicaSet `<deployment>-<hash>`), as the API lists it.
+fn pod_of(deployment: &Value, hash: &str) -> Pod {
+    let name = deployment["metadata"]["name"].as_str().expect("name");
+    let template = &deployment["spec"]["template"];
+    let mut labels = template["metadata"]["labels"].clone();
+    labels["pod-template-hash"] = json!(hash);
+    pod(
+        json!({"metadata": {"name": format!("{name}-{hash}-x"), "namespace": NS,
+        "labels": labels,
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "name": format!("{name}-{hash}"), "uid": "u", "controller": true}]},
+        "spec": template["spec"].clone(), "status": {"phase": "Running"}}),
+    )
+}
+
+#[tokio::test]
+async fn rejects_second_buildkitd_deployment_behind_one_service() {
+    let blue = slot_deployment("bk-blue", "earthly/buildkitd:v0.8.15", None);
+    let c = Recording::new(MemoryCluster {
+        services: vec![service("bk", json!({}))],
+        pods: vec![pod_of(&blue, "7d9f")],
+        ..Default::default()
+    });
+    let green = slot_deployment("bk-green", "earthly/buildkitd:v0.8.16", None);
+    let r = validate(single(), &c, &create_deployment(green.clone())).await;
+    assert_eq!(
+        denial(&r),
+        "earthly/buildkitd does not support multi-node setups: Deployment ci/bk-green would be a \
+         second buildkitd behind Service ci/bk, next to Deployment ci/bk-blue. Run one buildkitd \
+         per Service (remove Deployment ci/bk-blue first, or label the pods of Deployment \
+         ci/bk-green so that Service ci/bk does not select them), or enable sticky \
+         multi-instance mode and front it with a Service using sessionAffinity: ClientIP."
+    );
+    assert_eq!(c.calls(), ["services ci", "pods ci app=bk"]);
+    assert_audited_as(
+        &c,
+        &create_deployment(green),
+        RuleId::BuildkitdSecondWorkload,
+    )
+    .await;
+}
+
+/// Audit mode records the finding of `body` under `rule`.
+async fn assert_audited_as(c: &Recording, body: &[u8], rule: RuleId) {
+    let config = if rule == RuleId::BuildkitdFleetTls {
+        sticky()
+    } else {
+        single()
+    };
+    let r = run(config, c, Action::Validate, Some(Mode::Audit), body).await;
+    let notes = &r.response().audit_annotations;
+    assert!(notes.contains_key(rule.as_str()), "{notes:?}");
+}
+
+#[tokio::test]
+async fn a_rollout_of_the_same_deployment_is_one_instance() {
+    let blue = slot_deployment("bk-blue", "earthly/buildkitd:v0.8.15", None);
+    let c = Recording::new(MemoryCluster {
+        services: vec![service("bk", json!({}))],
+        // The old and the new ReplicaSet's pods, mid-rollout.
+        pods: vec![pod_of(&blue, "7d9f"), pod_of(&blue, "5c4b")],
+        ..Default::default()
+    });
+    let mut updated = blue.clone();
+    updated["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("earthly/buildkitd:v0.8.16");
+    let body = request(
+        "apps",
+        "Deployment",
+        ("apps", "deployments"),
+        None,
+        "UPDATE",
+        updated,
+        Some(blue),
+    );
+    assert_allowed_quietly(&validate(single(), &c, &body).await);
+    // A Service over both ReplicaSets' pods is fine too.
+    assert_allowed_quietly(
+        &validate(single(), &c, &create_service(&service("bk", json!({})))).await,
+    );
+}
+
+#[tokio::test]
+async fn rejects_service_in_front_of_two_buildkitd_deployments() {
+    let blue = slot_deployment("bk-blue", "earthly/buildkitd:v0.8.15", None);
+    let green = slot_deployment("bk-green", "earthly/buildkitd:v0.8.15", None);
+    let c = Recording::new(MemoryCluster {
+        pods: vec![pod_of(&blue, "7d9f"), pod_of(&green, "1a2b")],
+        ..Default::default()
+    });
+    let r = validate(single(), &c, &create_service(&service("bk", json!({})))).await;
+    assert_eq!(
+        denial(&r),
+        "earthly/buildkitd does not support multi-node setups: Service ci/bk selects 2 buildkitd \
+         instances: Deployment ci/bk-blue and Deployment ci/bk-green. Change its selector so \
+         that it selects the pods of one of them, or enable sticky multi-instance mode and \
+         front it with a Service using sessionAffinity: ClientIP."
+    );
+    assert_eq!(c.calls(), ["pods ci app=bk"]);
+    // Sticky mode: a sticky Service over both is what the mode is for.
+    let r = validate(
+        sticky(),
+        &c,
+        &create_service(&service("bk", sticky_extra())),
+    )
+    .await;
+    assert_allowed_quietly(&r);
+}
+
+#[tokio::test]
+async fn sticky_mode_rejects_a_fleet_that_does_not_share_its_tls_configuration() {
+    let blue = slot_deployment("bk-blue", "earthly/buildkitd:v0.8.15", Some("bk-tls"));
+    let green = slot_deployment(
+        "bk-green",
+        "earthly/buildkitd:v0.8.15",
+        Some("bk-tls-rotated"),
+    );
+    let c = Recording::new(MemoryCluster {
+        services: vec![service("bk", sticky_extra())],
+        pods: vec![pod_of(&blue, "7d9f")],
+        ..Default::default()
+    });
+    let r = validate(sticky(), &c, &create_deployment(green.clone())).await;
+    assert_eq!(
+        denial(&r),
+        "earthly/buildkitd multi-instance mode needs one TLS configuration across the fleet: the \
+         buildkitd instances behind Service ci/bk differ: Deployment ci/bk-blue has TLS on with \
+         certificates from Secret bk-tls; Deployment ci/bk-green has TLS on with certificates \
+         from Secret bk-tls-rotated. Give every instance the same BUILDKIT_TLS_ENABLED and mount \
+         the same certificate Secret at /etc/*.pem, or run one buildkitd per Service."
+    );
+    let body = create_deployment(green.clone());
+    assert_audited_as(&c, &body, RuleId::BuildkitdFleetTls).await;
+    // The Service's side, in warn mode: admitted, with the same finding as a warning.
+    let c = Recording::new(MemoryCluster {
+        pods: vec![pod_of(&blue, "7d9f"), pod_of(&green, "1a2b")],
+        ..Default::default()
+    });
+    let body = create_service(&service("bk", sticky_extra()));
+    let r = run(sticky(), &c, Action::Validate, Some(Mode::Warn), &body).await;
+    let resp = r.response();
+    assert!(resp.allowed);
+    let warnings = resp.warnings.as_deref().unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("behind Service ci/bk differ")),
+        "{warnings:?}"
+    );
+    // The same Secret everywhere: nothing to say.
+    let same = slot_deployment("bk-green", "earthly/buildkitd:v0.8.15", Some("bk-tls"));
+    let c = Recording::new(MemoryCluster {
+        services: vec![service("bk", sticky_extra())],
+        pods: vec![pod_of(&blue, "7d9f")],
+        ..Default::default()
+    });
+    assert_allowed_quietly(&validate(sticky(), &c, &create_deployment(same)).await);
+}
+
+fn client_pod(image: &str, host: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "client", "namespace": NS},
+        "spec": {"containers": [{"name": "earthly", "image": image,
+            "env": [{"name": "BUILDKIT_HOST", "value": host}]}]}})
+}
+
+#[tokio::test]
+async fn remote_client_of_another_version_is_warned_about() {
+    let blue = slot_deployment("bk-blue", "earthly/buildkitd:v0.8.15", None);
+    let c = Recording::new(MemoryCluster {
+        services: vec![service("bk", json!({}))],
+        pods: vec![pod_of(&blue, "7d9f")],
+        ..Default::default()
+    });
+    let body = create_pod(client_pod(
+        "earthly/earthly:v0.8.14",
+        "tcp://bk.ci.svc.cluster.local:8372",
+    ));
+    let r = validate(single(), &c, &body).await;
+    let resp = r.response();
+    assert!(resp.allowed);
+    assert_eq!(
+        resp.warnings.as_deref(),
+        Some(
+            &[
+                "Pod ci/client: container earthly runs Earthly v0.8.14 (spec.containers[0].image) \
+               but Service ci/bk sends it to buildkitd v0.8.15 (Deployment ci/bk-blue); run the \
+               same version of client and buildkitd, mismatched versions are unsupported"
+                    .to_owned()
+            ][..]
+        )
+    );
+    assert_eq!(c.calls(), ["service ci/bk", "pods ci app=bk"]);
+}
+
+#[tokio::test]
+async fn remote_clients_of_unknown_version_or_outside_addresses_cost_no_lookup() {
+    let c = Recording::new(MemoryCluster::default());
+    for (image, host) in [
+        ("earthly/earthly:latest", "tcp://bk:8372"),
+        ("earthly/earthly", "tcp://bk:8372"),
+        (
+            "earthly/earthly@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "tcp://bk:8372",
+        ),
+        ("earthly/earthly:v0.8.14", "tcp://10.0.0.7:8372"),
+        ("earthly/earthly:v0.8.14", "tcp://builder.example.com:8372"),
+    ] {
+        let r = validate(single(), &c, &create_pod(client_pod(image, host))).await;
+        assert!(r.response().allowed, "{image} {host}");
+    }
+    assert_eq!(c.calls(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn remote_client_job_template_is_compared_and_named() {
+    let blue = slot_deployment("bk-blue", "earthly/buildkitd:v0.8.15", None);
+    let c = Recording::new(MemoryCluster {
+        services: vec![service("bk", json!({}))],
+        pods: vec![pod_of(&blue, "7d9f")],
+        ..Default::default()
+    });
+    let client = client_pod("earthly/earthly:v0.8.16", "tcp://bk:8372");
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "build", "namespace": NS},
+        "spec": {"template": {"spec": client["spec"].clone()}}});
+    let body = request("batch", "Job", ("batch", "jobs"), None, "CREATE", job, None);
+    let r = validate(single(), &c, &body).await;
+    let warnings = r.response().warnings.clone().unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "Job ci/build: container earthly runs Earthly v0.8.16 \
+             (spec.template.spec.containers[0].image) but Service ci/bk sends it to buildkitd \
+             v0.8.15"
+        ),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn failed_version_lookup_follows_the_failure_mode() {
+    let body = create_pod(client_pod("earthly/earthly:v0.8.14", "tcp://bk:8372"));
+    let api_down = || Recording::failing(LookupError::Api("etcd is down".to_owned()));
+    let r = validate(single(), &api_down(), &body).await;
+    assert!(denial(&r).contains("the lookup of Service ci/bk failed: etcd is down"));
+    let r = validate(config("cluster: {failureMode: allow}"), &api_down(), &body).await;
+    assert!(r.response().allowed);
 }

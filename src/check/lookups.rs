@@ -36,6 +36,28 @@ pub(crate) fn workload_of(obj: &Object, namespace: &str) -> Option<Workload> {
     })
 }
 
+/// The Pod a workload's controller would create from its template.
+fn template_pod_of(obj: &Object, namespace: &str) -> Option<Pod> {
+    let path = template_path(&obj.api_version, &obj.kind)?;
+    serde_json::from_value(template_pod(obj, path, namespace)?).ok()
+}
+
+/// What the Deployment controller does to the pods of its ReplicaSet: the `pod-template-hash`
+/// label, and the ReplicaSet named `<deployment>-<hash>`. The fleet rules tell a Deployment's
+/// pods from another workload's by it, so the pod made here and the pods of the Deployment's
+/// real ReplicaSets in the same input (a `kubectl get -o yaml` dump) are one instance.
+fn as_replica_set_pod(pod: &mut Pod) {
+    const HASH: &str = "check";
+    let Some(owner) = pod.metadata.owner_references.iter_mut().flatten().next() else {
+        return;
+    };
+    owner.name = format!("{}-{HASH}", owner.name);
+    pod.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("pod-template-hash".to_owned(), HASH.to_owned());
+}
+
 /// The cluster as the input describes it. Namespaces, workloads and Services are known from the
 /// whole input, whatever their order; pods appear in input order, as `kubectl apply` creates
 /// them: the Pods of the input, and one pod for each long-running workload that runs any. A
@@ -90,11 +112,10 @@ impl InputCluster {
             }
             if let Some(w) = workload_of(obj, ns) {
                 let runs = w.replicas.is_none_or(|r| r > 0);
-                if runs
-                    && let Some(pod) = template_path(&obj.api_version, &obj.kind)
-                        .and_then(|path| template_pod(obj, path, ns))
-                        .and_then(|v| serde_json::from_value::<Pod>(v).ok())
-                {
+                if runs && let Some(mut pod) = template_pod_of(obj, ns) {
+                    if w.kind == WorkloadKind::Deployment {
+                        as_replica_set_pod(&mut pod);
+                    }
                     pods.push((index, pod));
                 }
                 base.workloads.push(w);

@@ -544,3 +544,103 @@ fn lookups_the_input_cannot_answer_warn_instead_of_denying() {
         FailureMode::Allow
     );
 }
+
+/// Blue/green: two one-replica buildkitd Deployments whose pods one Service selects.
+const BLUE_GREEN: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bk-blue, namespace: ci}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bk, slot: blue}}
+  template:
+    metadata: {labels: {app: bk, slot: blue}}
+    spec:
+      containers: [{name: b, image: 'earthly/buildkitd:v0.8.15'}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bk-green, namespace: ci}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bk, slot: green}}
+  template:
+    metadata: {labels: {app: bk, slot: green}}
+    spec:
+      containers: [{name: b, image: 'earthly/buildkitd:v0.8.16'}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: bk, namespace: ci}
+spec:
+  selector: {app: bk}
+  ports: [{port: 8372}]
+";
+
+#[tokio::test]
+async fn two_buildkitd_deployments_behind_one_service_are_denied_offline() {
+    let report = check(BLUE_GREEN, &CheckOptions::default()).await;
+    let verdicts: Vec<(&str, Outcome)> = report
+        .objects
+        .iter()
+        .map(|o| (o.name.as_str(), o.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("bk-blue", Outcome::Mutated),
+            ("bk-green", Outcome::Denied),
+            ("bk", Outcome::Denied)
+        ]
+    );
+    assert!(
+        report.objects[1].denials[0].starts_with(
+            "earthly/buildkitd does not support multi-node setups: Deployment ci/bk-green would \
+             be a second buildkitd behind Service ci/bk, next to Deployment ci/bk-blue."
+        ),
+        "{:?}",
+        report.objects[1].denials
+    );
+    assert!(
+        report.objects[2].denials[0].contains(
+            "Service ci/bk selects 2 buildkitd instances: Deployment ci/bk-blue and Deployment \
+             ci/bk-green."
+        ),
+        "{:?}",
+        report.objects[2].denials
+    );
+    assert_eq!(report.exit_status(), EXIT_DENIED);
+}
+
+const CLIENT_JOB: &str = "apiVersion: batch/v1
+kind: Job
+metadata: {name: build, namespace: ci}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: earthly
+        image: earthly/earthly:v0.8.14
+        env: [{name: BUILDKIT_HOST, value: 'tcp://bk.ci.svc:8372'}]
+";
+
+#[tokio::test]
+async fn version_skew_is_warned_about_offline_when_the_service_is_in_the_input() {
+    let blue = BLUE_GREEN.split("---").next().expect("blue");
+    let service = BLUE_GREEN.rsplit("---").next().expect("service");
+    let yaml = format!("{blue}---{service}---\n{CLIENT_JOB}");
+    let report = check(&yaml, &CheckOptions::default()).await;
+    let job = report.objects.last().expect("job");
+    assert_eq!(job.verdict, Outcome::Allowed);
+    assert!(
+        job.warnings.iter().any(|w| w.contains(
+            "runs Earthly v0.8.14 (spec.template.spec.containers[0].image) but Service ci/bk \
+             sends it to buildkitd v0.8.15 (Deployment ci/bk-blue)"
+        )),
+        "{:?}",
+        job.warnings
+    );
+    // Without the Service in the input there is nothing to compare, and nothing to say.
+    let alone = check(CLIENT_JOB, &CheckOptions::default()).await;
+    assert_eq!(alone.objects[0].warnings, Vec::<String>::new());
+}

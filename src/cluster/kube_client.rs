@@ -1,5 +1,5 @@
 //! [`ClusterView`] on the Kubernetes API. It makes only two kinds of calls: a get by name
-//! (namespaces; deployments, statefulsets, replicasets, daemonsets) and a list within one
+//! (namespaces; deployments, statefulsets, replicasets, daemonsets; services) and a list within one
 //! namespace (services; pods with a labelSelector). Nothing is watched and nothing cluster-wide
 //! is listed, so memory does not grow with the cluster. Every lookup is bounded by
 //! `cluster.lookupTimeoutMs`.
@@ -23,13 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::apps::AppsWorkload;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::Api;
 use kube::api::ListParams;
-use serde::de::DeserializeOwned;
 
 use super::slim::{Page, SlimPod, SlimService};
 use super::{
@@ -63,6 +62,8 @@ enum Key {
     Services(String, String),
     /// Namespace, label selector, how many pods are enough.
     Pods(String, String, usize),
+    /// Namespace and name of one Service.
+    Service(String, String),
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +73,7 @@ enum Cached {
     Workload(Option<Box<Workload>>),
     Services(Arc<Vec<Service>>),
     Pods(Arc<Vec<Pod>>),
+    Service(Option<Box<Service>>),
 }
 
 impl KubeCluster {
@@ -194,6 +196,25 @@ impl KubeCluster {
         Ok(Cached::Pods(Arc::new(wanted)))
     }
 
+    /// One Service, decoded slim like the listed ones; `None` when the API answers 404.
+    async fn get_service(&self, namespace: &str, name: &str) -> Result<Cached, LookupError> {
+        let call = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/services"))
+            .get(name, &kube::api::GetParams::default())
+            .map_err(|e| LookupError::Api(format!("cannot build the get request: {e}")))?;
+        let text = match self.client.request_text(call).await {
+            Err(kube::Error::Api(status)) if status.is_not_found() => {
+                return Ok(Cached::Service(None));
+            }
+            other => other.map_err(api_error)?,
+        };
+        let slim: SlimService<'_> = serde_json::from_str(&text).map_err(|e| {
+            LookupError::Api(format!(
+                "cannot read the Service from the Kubernetes API: {e}"
+            ))
+        })?;
+        Ok(Cached::Service(Some(Box::new(slim.into()))))
+    }
+
     /// Runs one API call, mapping its error.
     async fn call<T>(
         &self,
@@ -234,49 +255,6 @@ impl KubeCluster {
                 template: template.unwrap_or_default(),
             }
         }))
-    }
-}
-
-/// The `apps` kinds a workload lookup reads, each spelling its spec its own way.
-trait AppsWorkload:
-    kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-    + Clone
-    + DeserializeOwned
-    + std::fmt::Debug
-{
-    /// `spec.replicas` (none for a DaemonSet), `spec.selector`, `spec.template`.
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>);
-}
-
-impl AppsWorkload for Deployment {
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
-        (
-            self.spec.replicas,
-            self.spec.selector,
-            Some(self.spec.template),
-        )
-    }
-}
-
-impl AppsWorkload for StatefulSet {
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
-        (
-            self.spec.replicas,
-            self.spec.selector,
-            Some(self.spec.template),
-        )
-    }
-}
-
-impl AppsWorkload for ReplicaSet {
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
-        (self.spec.replicas, self.spec.selector, self.spec.template)
-    }
-}
-
-impl AppsWorkload for DaemonSet {
-    fn into_parts(self) -> (Option<i32>, LabelSelector, Option<PodTemplateSpec>) {
-        (None, self.spec.selector, Some(self.spec.template))
     }
 }
 
@@ -359,6 +337,14 @@ impl ClusterView for KubeCluster {
         );
         match self.answer(key, self.list_pods(namespace, query)).await? {
             Cached::Pods(p) => Ok(p.as_ref().clone()),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    async fn service(&self, namespace: &str, name: &str) -> Result<Option<Service>, LookupError> {
+        let key = Key::Service(namespace.to_owned(), name.to_owned());
+        match self.answer(key, self.get_service(namespace, name)).await? {
+            Cached::Service(s) => Ok(s.map(|s| *s)),
             other => Err(mismatch(&other)),
         }
     }
@@ -473,6 +459,38 @@ mod tests {
         );
         assert_eq!(cluster.namespace_labels("gone").await, Ok(None));
         server.await.expect("server");
+    }
+
+    #[tokio::test]
+    async fn service_is_one_get_by_name_then_cached_and_404_is_none() {
+        let (cluster, handle) = cluster_with(&settings());
+        let server = serve(
+            handle,
+            vec![
+                (
+                    "/api/v1/namespaces/earthly-ci/services/bk",
+                    200,
+                    json!({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": "bk", "namespace": "earthly-ci", "uid": "u"},
+                        "spec": {"selector": {"app": "bk"}, "ports": [{"port": 8372}]}}),
+                ),
+                (
+                    "/api/v1/namespaces/earthly-ci/services/gone",
+                    404,
+                    status(404, "NotFound", "services \"gone\" not found"),
+                ),
+            ],
+        );
+        for _ in 0..2 {
+            let s = cluster.service("earthly-ci", "bk").await.expect("get");
+            let s = s.expect("exists");
+            assert_eq!(s.metadata.name.as_deref(), Some("bk"));
+            assert_eq!(s.metadata.uid, None, "decoded slim");
+            let selector = s.spec.and_then(|s| s.selector).expect("selector");
+            assert_eq!(selector.get("app").map(String::as_str), Some("bk"));
+        }
+        assert_eq!(cluster.service("earthly-ci", "gone").await, Ok(None));
+        assert_eq!(server.await.expect("server"), 2);
     }
 
     #[tokio::test]

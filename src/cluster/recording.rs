@@ -58,7 +58,7 @@ impl Recording {
     }
 
     /// The lookups asked so far, in order: `namespace ci`, `Deployment ci/bk`,
-    /// `services ci`, `pods ci app=bk`.
+    /// `services ci`, `pods ci app=bk`, `service ci/bk`.
     pub fn calls(&self) -> Vec<String> {
         self.calls
             .lock()
@@ -116,5 +116,10 @@ impl ClusterView for Recording {
         ))
         .await?;
         self.inner.pods(namespace, query).await
+    }
+
+    async fn service(&self, namespace: &str, name: &str) -> Result<Option<Service>, LookupError> {
+        self.record(format!("service {namespace}/{name}")).await?;
+        self.inner.service(namespace, name).await
     }
 }

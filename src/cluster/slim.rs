@@ -3,15 +3,18 @@
 //! skips every other field without allocating it, so a page costs its own bytes and little more.
 //!
 //! The rules read a Service's name, selector, type, clusterIP and session affinity (with its
-//! timeout), and a pod's name, labels, Earthly role annotations, deletion, owners, phase and its
-//! containers' name, image and environment (what detection reads). The slim items are turned
+//! timeout), and a pod's name, labels, Earthly role annotations, deletion, owners, phase, its
+//! containers' name, image and environment (what detection reads) and mounts, and the Secrets
+//! its volumes come from (where a buildkitd's TLS certificates come from). The slim items are turned
 //! back into the `k8s_openapi` types the rules take, with every other field empty.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, Pod, PodSpec, PodStatus, Service, ServiceSpec, SessionAffinityConfig,
+    Container, EnvVar, Pod, PodSpec, PodStatus, ProjectedVolumeSource, SecretProjection,
+    SecretVolumeSource, Service, ServiceSpec, SessionAffinityConfig, Volume, VolumeMount,
+    VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::Deserialize;
@@ -201,15 +204,88 @@ struct SlimPodSpec {
     containers: Vec<SlimContainer>,
     #[serde(default)]
     init_containers: Option<Vec<SlimContainer>>,
+    #[serde(default)]
+    volumes: Option<Vec<SlimVolume>>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct SlimContainer {
     #[serde(default)]
     name: String,
     image: Option<String>,
     #[serde(default)]
     env: Option<Vec<EnvVar>>,
+    #[serde(default)]
+    volume_mounts: Option<Vec<SlimMount>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimMount {
+    name: String,
+    mount_path: String,
+    sub_path: Option<String>,
+}
+
+/// A volume: its name and, for a Secret or projected volume, the Secrets it holds.
+#[derive(Debug, Deserialize)]
+struct SlimVolume {
+    name: String,
+    secret: Option<SlimSecret>,
+    projected: Option<SlimProjected>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimSecret {
+    secret_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SlimProjected {
+    #[serde(default)]
+    sources: Vec<SlimProjection>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SlimProjection {
+    secret: Option<SlimSecretRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SlimSecretRef {
+    #[serde(default)]
+    name: String,
+}
+
+impl From<SlimVolume> for Volume {
+    fn from(v: SlimVolume) -> Self {
+        let sources = v.projected.map(|p| ProjectedVolumeSource {
+            sources: Some(
+                p.sources
+                    .into_iter()
+                    .map(|s| VolumeProjection {
+                        secret: s.secret.map(|s| SecretProjection {
+                            name: s.name,
+                            ..SecretProjection::default()
+                        }),
+                        ..VolumeProjection::default()
+                    })
+                    .collect(),
+            ),
+            ..ProjectedVolumeSource::default()
+        });
+        Volume {
+            name: v.name,
+            secret: v.secret.map(|s| SecretVolumeSource {
+                secret_name: s.secret_name,
+                ..SecretVolumeSource::default()
+            }),
+            projected: sources,
+            ..Volume::default()
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,6 +299,16 @@ impl From<SlimContainer> for Container {
             name: c.name,
             image: c.image,
             env: c.env,
+            volume_mounts: c.volume_mounts.map(|ms| {
+                ms.into_iter()
+                    .map(|m| VolumeMount {
+                        name: m.name,
+                        mount_path: m.mount_path,
+                        sub_path: m.sub_path,
+                        ..VolumeMount::default()
+                    })
+                    .collect()
+            }),
             ..Container::default()
         }
     }
@@ -250,6 +336,10 @@ impl From<SlimPod> for Pod {
             spec: Some(PodSpec {
                 containers: convert(p.spec.containers),
                 init_containers: p.spec.init_containers.map(convert),
+                volumes: p
+                    .spec
+                    .volumes
+                    .map(|vs| vs.into_iter().map(Volume::from).collect()),
                 ..PodSpec::default()
             }),
             status: Some(PodStatus {
@@ -336,9 +426,47 @@ mod tests {
             Some("earthly/buildkitd")
         );
         assert_eq!(spec.containers[0].env.as_ref().map(Vec::len), Some(1));
-        assert_eq!(spec.containers[0].volume_mounts, None);
-        assert_eq!(spec.volumes, None);
+        let mounts = spec.containers[0].volume_mounts.as_ref().expect("mounts");
+        assert_eq!(
+            (mounts[0].name.as_str(), mounts[0].mount_path.as_str()),
+            ("v", "/v")
+        );
+        assert_eq!(mounts[0].read_only, None, "not read");
+        let volumes = spec.volumes.expect("volumes");
+        assert_eq!(volumes[0].name, "v");
+        assert_eq!(volumes[0].empty_dir, None, "only Secret sources are kept");
         assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn pod_keeps_the_secrets_its_volumes_come_from() {
+        let p: SlimPod = serde_json::from_value(json!({
+            "metadata": {"name": "bk-0"},
+            "spec": {"containers": [{"name": "b", "image": "earthly/buildkitd",
+                "volumeMounts": [{"name": "tls", "mountPath": "/etc/ca.pem", "subPath": "ca.pem"}]}],
+                "volumes": [
+                    {"name": "tls", "secret": {"secretName": "bk-tls", "defaultMode": 420}},
+                    {"name": "p", "projected": {"sources": [
+                        {"configMap": {"name": "c"}}, {"secret": {"name": "bk-tls-2"}}]}}]}
+        }))
+        .expect("pod");
+        let spec = Pod::from(p).spec.expect("spec");
+        let m = &spec.containers[0].volume_mounts.as_ref().expect("mounts")[0];
+        assert_eq!(m.sub_path.as_deref(), Some("ca.pem"));
+        let volumes = spec.volumes.expect("volumes");
+        let secret = volumes[0].secret.as_ref().expect("secret");
+        assert_eq!(secret.secret_name.as_deref(), Some("bk-tls"));
+        assert_eq!(secret.default_mode, None);
+        let sources = volumes[1]
+            .projected
+            .as_ref()
+            .and_then(|p| p.sources.as_ref())
+            .expect("sources");
+        assert!(sources[0].secret.is_none() && sources[0].config_map.is_none());
+        assert_eq!(
+            sources[1].secret.as_ref().map(|s| s.name.as_str()),
+            Some("bk-tls-2")
+        );
     }
 
     #[test]

@@ -59,4 +59,10 @@ impl<C: ClusterView + ?Sized> ClusterView for MeteredCluster<C> {
         self.metrics.record_lookup("pods", &r);
         r
     }
+
+    async fn service(&self, namespace: &str, name: &str) -> Result<Option<Service>, LookupError> {
+        let r = self.inner.service(namespace, name).await;
+        self.metrics.record_lookup("service", &r);
+        r
+    }
 }

@@ -44,6 +44,14 @@ impl Demand {
         }
     }
 
+    /// [`Demand::single`], as findings.
+    pub fn single_findings(&self) -> Findings {
+        Findings {
+            violations: vec![self.single()],
+            warnings: Vec::new(),
+        }
+    }
+
     /// Sticky mode: one violation per Service among `fronting` (the Services that select the
     /// instances) that does not keep a client on one instance.
     pub fn sticky<'a>(
@@ -90,10 +98,7 @@ pub(crate) async fn judge(
 ) -> Result<Findings, Stop> {
     let b = &cx.policy.config().buildkitd;
     match b.instances {
-        Instances::Single => Ok(Findings {
-            violations: vec![demand.single()],
-            warnings: Vec::new(),
-        }),
+        Instances::Single => Ok(demand.single_findings()),
         Instances::Sticky => {
             let services = lookups.services(namespace, labels).await?;
             Ok(demand.sticky(fronting(&services, labels), b.min_sticky_timeout_seconds))

@@ -1,6 +1,7 @@
 //! Jobs and CronJobs: their pods are created by a controller, so a pod's warnings would reach
 //! only the controller. The pod template is judged when the Job or CronJob is applied, and its
-//! warnings name the workload, the container and the field.
+//! warnings name the workload, the container and the field; a remote client in it is compared
+//! with the buildkitd it names ([`super::skew`]).
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -8,9 +9,7 @@ use kube::core::admission::Operation;
 use serde::Deserialize;
 
 use super::instances::template_notes;
-use super::{
-    Context, Findings, Input, Judgement, Rule, Stop, footguns, object_ref, role_annotation,
-};
+use super::{Context, Input, Judgement, Rule, Stop, footguns, object_ref, role_annotation, skew};
 
 /// `batch/v1` Jobs being created or updated.
 pub struct Jobs;
@@ -82,15 +81,8 @@ impl Rule for Jobs {
         let job = input.object()?;
         let old = input.old_object.map(Job::template);
         let subject = object_ref("Job", input.request.namespace.as_deref(), &job.metadata);
-        Ok(judge(
-            cx,
-            &input,
-            &subject,
-            job.template(),
-            old,
-            "spec.template.spec",
-        )
-        .into())
+        let at = "spec.template.spec";
+        judge(cx, &input, &subject, job.template(), old, at).await
     }
 }
 
@@ -106,27 +98,27 @@ impl Rule for CronJobs {
             &cron.metadata,
         );
         let at = "spec.jobTemplate.spec.template.spec";
-        Ok(judge(cx, &input, &subject, cron.template(), old, at).into())
+        judge(cx, &input, &subject, cron.template(), old, at).await
     }
 }
 
 /// The template's findings; none for an update that leaves the template as it was.
-fn judge<O>(
+async fn judge<O: Sync>(
     cx: &Context<'_>,
     input: &Input<'_, O>,
     subject: &str,
     template: Option<&PodTemplateSpec>,
     old: Option<Option<&PodTemplateSpec>>,
     at: &str,
-) -> Findings {
+) -> Result<Judgement, Stop> {
     let Some(template) = template else {
-        return Findings::default();
+        return Ok(Judgement::default());
     };
     if input.request.operation == Operation::Update && old == Some(Some(template)) {
-        return Findings::default();
+        return Ok(Judgement::default());
     }
     let Some(spec) = template.spec.as_ref() else {
-        return Findings::default();
+        return Ok(Judgement::default());
     };
     let annotations = template
         .metadata
@@ -137,8 +129,10 @@ fn judge<O>(
             let mut findings = footguns::check_template(subject, at, spec, &found);
             let notes = template_notes(subject, found.notes.iter());
             findings.warnings.extend(notes);
-            findings
+            let namespace = input.namespace();
+            findings.extend(skew::judge(cx, namespace, subject, at, spec, &found).await?);
+            Ok(findings.into())
         }
-        Err(e) => role_annotation(subject, e),
+        Err(e) => Ok(role_annotation(subject, e).into()),
     }
 }

@@ -147,6 +147,46 @@ impl<'a> Lookups<'a> {
         namespace: &str,
         selector: &BTreeMap<String, String>,
     ) -> Result<Vec<Pod>, Stop> {
+        self.buildkitd_pods(detector, namespace, selector, 2).await
+    }
+
+    /// Live buildkitd pods behind a Service, for the rules that tell its instances apart
+    /// ([`super::fleet::FLEET_PODS`] of them).
+    pub(crate) async fn fleet(
+        &self,
+        detector: &Detector,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Vec<Pod>, Stop> {
+        let enough = super::fleet::FLEET_PODS;
+        self.buildkitd_pods(detector, namespace, selector, enough)
+            .await
+    }
+
+    /// A Service by name. Offline (`check`), a Service that is not in the input is no answer
+    /// rather than a failed lookup: the only rule asking (version skew) is advisory.
+    pub(crate) async fn service(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Service>, Stop> {
+        let lookup = async {
+            match self.cluster.service(namespace, name).await {
+                Err(LookupError::Unknown(_)) => Ok(None),
+                other => other,
+            }
+        };
+        self.within(|| format!("Service {namespace}/{name}"), lookup)
+            .await
+    }
+
+    async fn buildkitd_pods(
+        &self,
+        detector: &Detector,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+        enough: usize,
+    ) -> Result<Vec<Pod>, Stop> {
         let what = || {
             format!(
                 "the pods of namespace {namespace} labelled {}",
@@ -157,7 +197,7 @@ impl<'a> Lookups<'a> {
         let query = PodQuery {
             selector,
             keep: &keep,
-            enough: 2,
+            enough,
         };
         self.within(what, self.cluster.pods(namespace, &query))
             .await

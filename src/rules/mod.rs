@@ -16,6 +16,7 @@ pub use crate::rule_id::{RuleId, Warning};
 
 mod bare_pod;
 mod buildkitd;
+mod fleet;
 pub mod footguns;
 mod hpa;
 mod instances;
@@ -28,6 +29,7 @@ pub mod registry;
 mod rollout;
 mod scale;
 mod service;
+mod skew;
 mod sticky;
 #[cfg(test)]
 pub(crate) mod testing;

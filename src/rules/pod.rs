@@ -1,16 +1,19 @@
 //! Pods: the mutation at `/mutate` (with the Pod Security check that must come before the
-//! apiserver's own), and at `/validate` the footgun warnings and the bare-pod rule.
+//! apiserver's own), and at `/validate` the footgun warnings, the bare-pod rule and the version
+//! skew of remote clients.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::core::admission::Operation;
 use serde::{Deserialize, Deserializer};
 
 use super::lookups::Stop;
 use super::pod_spec::RuleSpec;
 use super::{
     Context, Input, Judgement, Rule, bare_pod, footguns, object_ref, pod_security, role_annotation,
+    skew,
 };
 use crate::detect::Classified;
 use crate::mutate;
@@ -132,6 +135,13 @@ impl Rule for Validate {
         match bare_pod::judge(cx, namespace, operation, old_labels, &name, meta, &found).await {
             Ok(f) | Err(Stop::Done(f)) => findings.extend(f),
             Err(unreadable) => return Err(unreadable),
+        }
+        // The pods of workloads and Jobs were compared through their template.
+        if *operation == Operation::Create && !skew::judged_through_template(meta) {
+            match skew::judge(cx, namespace, &name, "spec", spec, &found).await {
+                Ok(f) | Err(Stop::Done(f)) => findings.extend(f),
+                Err(unreadable) => return Err(unreadable),
+            }
         }
         Ok(findings.into())
     }

@@ -1,6 +1,7 @@
-//! Services (sticky mode only): a Service that selects live buildkitd pods must keep each client
-//! on one of them. The pods it selects are listed with its selector and classified by the
-//! detector.
+//! Services: the live buildkitd pods a Service selects are listed with its selector, classified
+//! by the detector and grouped into instances by their controller ([`super::fleet`]). In `single`
+//! mode it must select at most one instance; in `sticky` mode it must keep each client on one of
+//! them, and they must share one TLS configuration.
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -8,10 +9,12 @@ use kube::core::admission::Operation;
 use serde::Deserialize;
 
 use super::buildkitd::pod_ref;
+use super::fleet::{self, Tls};
 use super::lookups::{Lookups, Stop, nothing};
 use super::sticky::{pod_selector, stickiness, sticky_prefix};
 use super::{Context, Findings, Input, Judgement, Rule, RuleId, Violation, object_ref};
 use crate::config::Instances;
+use crate::detect::Family;
 
 /// Services being created or updated.
 pub struct Services;
@@ -43,9 +46,6 @@ impl Rule for Services {
 
     async fn review(&self, cx: &Context<'_>, input: Input<'_, Object>) -> Result<Judgement, Stop> {
         let b = &cx.policy.config().buildkitd;
-        if b.instances != Instances::Sticky {
-            return nothing();
-        }
         let obj = input.object()?;
         if obj.metadata.deletion_timestamp.is_some() {
             return nothing();
@@ -59,26 +59,33 @@ impl Rule for Services {
         {
             return nothing();
         }
-        // A sticky Service, or one that routes to no pods, cannot break the rule: no lookup.
-        if !needs_pods(&new, b.min_sticky_timeout_seconds) {
-            return nothing();
-        }
+        // A Service that routes to no pods cannot front buildkitd: no lookup.
         let Some(selector) = pod_selector(&new) else {
             return nothing();
         };
         let lookups = Lookups::new(cx, &subject);
-        let pods = lookups
-            .live_buildkitd(cx.policy.detector(), input.namespace(), selector)
-            .await?;
-        let buildkitd_pods: Vec<String> = pods.iter().map(pod_ref).collect();
-        let violation = check(
-            &subject,
-            &new,
-            &buildkitd_pods,
-            b.min_sticky_timeout_seconds,
-        );
+        let detector = cx.policy.detector();
+        let pods = lookups.fleet(detector, input.namespace(), selector).await?;
+        let instances = fleet::instances(detector, &pods);
+        let daemon = instances.first().map_or(Family::Earthly, |i| i.family);
+        let mut violations = Vec::new();
+        match b.instances {
+            Instances::Single => {
+                violations.extend(fleet::check_service(&subject, &instances, daemon))
+            }
+            Instances::Sticky => {
+                let buildkitd_pods: Vec<String> = pods.iter().map(pod_ref).collect();
+                let min = b.min_sticky_timeout_seconds;
+                violations.extend(check(&subject, &new, &buildkitd_pods, daemon, min));
+                let tls: Vec<(&str, &Tls)> = instances
+                    .iter()
+                    .map(|i| (i.name.as_str(), &i.tls))
+                    .collect();
+                violations.extend(fleet::check_tls(&subject, &tls, daemon));
+            }
+        }
         Ok(Findings {
-            violations: violation.into_iter().collect(),
+            violations,
             warnings: Vec::new(),
         }
         .into())
@@ -101,18 +108,13 @@ pub fn same_shape(old: &Service, new: &Service) -> bool {
     shape(old) == shape(new)
 }
 
-/// Whether sticky mode must know which pods the Service selects: only a Service that routes to
-/// pods and is not sticky can break the rule.
-pub fn needs_pods(service: &Service, min_timeout_seconds: i32) -> bool {
-    pod_selector(service).is_some() && stickiness(service, min_timeout_seconds).is_err()
-}
-
 /// Sticky mode: a Service that selects buildkitd pods must keep each client on one of them.
 /// `subject` names the Service; `buildkitd_pods` names the live buildkitd pods it selects.
 pub fn check(
     subject: &str,
     service: &Service,
     buildkitd_pods: &[String],
+    daemon: Family,
     min_timeout_seconds: i32,
 ) -> Option<Violation> {
     let first = buildkitd_pods.first()?;
@@ -128,7 +130,7 @@ pub fn check(
         message: format!(
             "{}{subject} selects buildkitd {pods} but {}. {}, or change its selector \
              so that it selects no buildkitd pods.",
-            sticky_prefix(crate::detect::Family::Earthly),
+            sticky_prefix(daemon),
             why.problem(),
             why.remedy_for_service(min_timeout_seconds),
         ),
@@ -161,6 +163,7 @@ mod tests {
             "Service ci/bk",
             &s,
             &["Pod ci/bk-0".to_owned(), "Pod ci/bk-1".to_owned()],
+            Family::Earthly,
             600,
         )
         .expect("violation");
@@ -177,7 +180,14 @@ mod tests {
     #[test]
     fn rejects_headless_service_in_front_of_buildkitd_pods() {
         let s = service(json!({"selector": {"app": "bk"}, "clusterIP": "None"}));
-        let v = check("Service ci/bk", &s, &["Pod ci/bk-0".to_owned()], 600).expect("violation");
+        let v = check(
+            "Service ci/bk",
+            &s,
+            &["Pod ci/bk-0".to_owned()],
+            Family::Earthly,
+            600,
+        )
+        .expect("violation");
         assert_eq!(
             v.message,
             "earthly/buildkitd multi-instance mode needs sticky sessions: Service ci/bk selects \
@@ -191,7 +201,7 @@ mod tests {
     #[test]
     fn accepts_plain_service_without_buildkitd_pods() {
         let s = service(json!({"selector": {"app": "web"}}));
-        assert_eq!(check("Service ci/bk", &s, &[], 600), None);
+        assert_eq!(check("Service ci/bk", &s, &[], Family::Earthly, 600), None);
     }
 
     #[test]
@@ -201,7 +211,13 @@ mod tests {
             "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 3600}}}),
         );
         assert_eq!(
-            check("Service ci/bk", &s, &["Pod ci/bk-0".to_owned()], 600),
+            check(
+                "Service ci/bk",
+                &s,
+                &["Pod ci/bk-0".to_owned()],
+                Family::Earthly,
+                600
+            ),
             None
         );
     }
@@ -214,16 +230,5 @@ mod tests {
         assert!(same_shape(&a, &b));
         let c = service(json!({"selector": {"app": "bk"}, "sessionAffinity": "ClientIP"}));
         assert!(!same_shape(&a, &c));
-    }
-
-    #[test]
-    fn sticky_service_needs_no_pod_lookup() {
-        let s = service(json!({"selector": {"app": "bk"}, "sessionAffinity": "ClientIP"}));
-        assert!(!needs_pods(&s, 600));
-        assert!(!needs_pods(&service(json!({})), 600));
-        assert!(needs_pods(
-            &service(json!({"selector": {"app": "bk"}})),
-            600
-        ));
     }
 }

@@ -25,6 +25,15 @@ pub fn sticky_prefix(daemon: Family) -> String {
         daemon.buildkitd_image()
     )
 }
+/// Start of every denial about the TLS configuration of a fleet (the guide: "the TLS
+/// configuration needs to be shared across the entire fleet").
+pub fn fleet_tls_prefix(daemon: Family) -> String {
+    format!(
+        "{} multi-instance mode needs one TLS configuration across the fleet: ",
+        daemon.buildkitd_image()
+    )
+}
+
 /// The way out that single-instance mode always offers besides running one instance.
 pub const STICKY_WAY_OUT: &str =
     "enable sticky multi-instance mode and front it with a Service using sessionAffinity: ClientIP";

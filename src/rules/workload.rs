@@ -1,5 +1,7 @@
 //! Deployments, StatefulSets, ReplicaSets and DaemonSets whose pod template runs buildkitd: how
-//! many instances they ask for.
+//! many instances they ask for, and whether a one-instance workload joins other buildkitd
+//! behind a Service ([`super::fleet`]); remote clients in their template are compared with the
+//! buildkitd they name ([`super::skew`]).
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -10,7 +12,7 @@ use super::buildkitd::{daemon, runs_buildkitd};
 use super::instances::{Demand, judge_template};
 use super::lookups::{Lookups, Stop, nothing};
 use super::rollout::{Strategy, shared_cache};
-use super::{Context, Input, Judgement, Rule, RuleId, object_ref};
+use super::{Context, Input, Judgement, Rule, RuleId, fleet, object_ref, skew};
 use crate::cluster::{Workload, WorkloadKind};
 use crate::detect::Found;
 
@@ -88,18 +90,32 @@ impl Rule for Workloads {
             return nothing();
         }
         let lookups = Lookups::new(cx, &subject);
-        let at = Some("spec.template.spec");
+        let at = "spec.template.spec";
         let mut rollout = None;
-        let mut findings = judge_template(cx, &lookups, namespace, &new.template, at, |found| {
+        let mut seen = None;
+        let mut findings = judge_template(cx, &lookups, namespace, &new.template, Some(at), |f| {
             if kind == WorkloadKind::Deployment
                 && let Some(spec) = new.template.spec.as_ref()
             {
-                rollout = shared_cache(&subject, new.replicas, strategy(obj), spec, found);
+                rollout = shared_cache(&subject, new.replicas, strategy(obj), spec, f);
             }
-            demand(&subject, &new, found)
+            let d = demand(&subject, &new, f);
+            seen = Some((f.to_vec(), d.is_some()));
+            d
         })
         .await?;
         findings.warnings.extend(rollout);
+        let Some((found, asked)) = seen else {
+            return Ok(findings.into());
+        };
+        // A workload that asks for several instances is judged for that; one instance may
+        // still join others behind a Service.
+        if !asked && kind != WorkloadKind::DaemonSet && runs_buildkitd(&found) {
+            findings.extend(fleet::judge_workload(cx, &lookups, &new, &found).await?);
+        }
+        if let Some(spec) = new.template.spec.as_ref() {
+            findings.extend(skew::judge(cx, namespace, &subject, at, spec, &found).await?);
+        }
         Ok(findings.into())
     }
 }
