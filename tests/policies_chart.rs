@@ -215,7 +215,7 @@ fn admission_policies_engine_installs_the_policies_and_no_webhook() {
 }
 
 #[test]
-fn both_engines_keep_only_the_lookup_rules_in_the_webhook() {
+fn both_engines_keep_every_kind_at_the_webhook_for_its_lookup_rules() {
     let Some(helm) = required(
         find_helm(),
         "helm",
@@ -246,6 +246,12 @@ fn both_engines_keep_only_the_lookup_rules_in_the_webhook() {
         resources,
         [
             "pods",
+            "deployments",
+            "statefulsets",
+            "replicasets",
+            "daemonsets",
+            "jobs",
+            "cronjobs",
             "deployments/scale",
             "statefulsets/scale",
             "replicasets/scale",

@@ -5,10 +5,10 @@ use serde_json::Value;
 /// What needs a lookup (or an answer the apiserver cannot give in CEL): the webhook does it.
 pub const NOT_COVERED: &[&str] = &[
     "kubectl scale and autoscalers over buildkitd (the scale subresource and HPAs name a workload that must be looked up)",
-    "a second buildkitd pod behind a Service (the Services and pods of the namespace must be listed)",
+    "a second buildkitd pod or workload behind a Service, and in sticky mode the TLS setup shared across the instances (the Services and pods of the namespace must be listed)",
     "sticky multi-instance mode (buildkitd.instances: sticky checks the Services in front of buildkitd)",
     "Pod Security Admission levels of the namespace (a namespace lookup at /mutate)",
-    "version skew between Earthly clients and buildkitd (it needs the other side's image; the webhook does not judge it either)",
+    "version skew between an Earthly client and the buildkitd behind the Service its BUILDKIT_HOST names (the Service and its pods must be looked up)",
     "detection notes (a role assumed) and the mutation's per-change and cannot-run warnings; the footgun warnings are here, one per kind naming every container (the webhook gives one per container)",
 ];
 
