@@ -66,15 +66,33 @@ async fn review_text(
     let (envelope, judge) = match rule.decode(text) {
         Ok(decoded) => decoded,
         Err(error) => {
-            // A request the line does not judge (a DELETE, say) is admitted whatever its
-            // objects hold, as before the operation left the routing key.
             if let Ok((envelope, _)) = registry::rule(None).decode(text)
                 && wire::check_envelope(&envelope.api_version, &envelope.kind).is_ok()
                 && let Some(request) = envelope.request.as_ref()
                 && !request.uid.is_empty()
-                && !line.is_some_and(|l| l.judges(&request.operation))
             {
-                return Ok(Answer::new(request).finish());
+                // Routed on a wrong key (a body in another field order): the object may read
+                // fine as the kind it is. Route again on the whole key.
+                let key = request.key();
+                if !routed_on.is_some_and(|k| *k == key) {
+                    let right = registry::find(route.action, Some(&key));
+                    if !same_line(right, line) {
+                        return Box::pin(review_text(
+                            policy,
+                            cluster,
+                            route,
+                            text,
+                            right,
+                            Some(&key),
+                        ))
+                        .await;
+                    }
+                }
+                // A request the line does not judge (a DELETE, say) is admitted whatever its
+                // objects hold, as before the operation left the routing key.
+                if !line.is_some_and(|l| l.judges(&request.operation)) {
+                    return Ok(Answer::new(request).finish());
+                }
             }
             return wire::unreadable(text.as_bytes(), &error, rule);
         }
@@ -213,6 +231,40 @@ mod tests {
             "Pod ci/p: annotation earthly.dev/role: \"root\" is not a role; use one of all-in-one, buildkitd, client, none"
         );
         assert_eq!(r.summary.verdict, Verdict::Denied);
+    }
+
+    /// A Scale review whose object reads as a Scale but not as a workload (its `metadata.name`
+    /// is a map, which the Scale family never reads), in the apiserver's order and with
+    /// `subResource` before `resource`: the peek then misses the subresource and routes to the
+    /// workloads, whose decode fails. The review must route again on the decoded key and give
+    /// the same answer, not report the object unreadable.
+    #[tokio::test]
+    async fn a_misrouted_body_whose_decode_fails_is_routed_again() {
+        let head = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-2","kind":{"group":"autoscaling","version":"v1","kind":"Scale"},"#;
+        let resource = r#""resource":{"group":"apps","version":"v1","resource":"deployments"},"#;
+        let sub = r#""subResource":"scale","#;
+        let tail = r#""name":"bk","namespace":"ci","operation":"UPDATE","userInfo":{},"object":{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":{"x":1}},"spec":{"replicas":2}},"oldObject":{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"bk"},"spec":{"replicas":1}}}}"#;
+        let mut answers = Vec::new();
+        for body in [
+            format!("{head}{resource}{sub}{tail}"),
+            format!("{head}{sub}{resource}{tail}"),
+        ] {
+            let r = review_body(
+                &policy(),
+                &NoCluster,
+                route(Action::Validate),
+                body.as_bytes(),
+            )
+            .await
+            .expect("review");
+            answers.push(String::from_utf8(r.to_json().expect("json")).expect("utf-8"));
+        }
+        assert!(
+            answers[0].contains("the lookup of Deployment ci/bk failed"),
+            "{}",
+            answers[0]
+        );
+        assert_eq!(answers[1], answers[0]);
     }
 
     /// Reviews the test pod with an unreadable role annotation at /validate in `mode`.
