@@ -1071,3 +1071,27 @@ fn rolling_update_over_a_buildkitd_claim_is_warned_at_the_strategy() {
     // No strategy in the file: the nearest ancestor of /spec/strategy, `spec:`.
     assert_eq!(*line, 8);
 }
+
+#[test]
+fn a_replication_controller_running_several_buildkitd_is_denied_with_its_template_warnings() {
+    let o = run(
+        &[
+            "-f",
+            "tests/data/manifests/replication/buildkitd-three-replicas.yaml",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "denied: earthly/buildkitd does not support multi-node setups: \
+             ReplicationController ci/buildkitd asks for 3 replicas. Set replicas: 1"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("ReplicationController ci/buildkitd: container buildkitd serves buildkit over TCP without TLS"),
+        "{out}"
+    );
+}

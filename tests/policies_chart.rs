@@ -250,6 +250,7 @@ fn both_engines_keep_every_kind_at_the_webhook_for_its_lookup_rules() {
             "statefulsets",
             "replicasets",
             "daemonsets",
+            "replicationcontrollers",
             "jobs",
             "cronjobs",
             "deployments/scale",

@@ -76,7 +76,8 @@ fn replicas(o: &str) -> String {
     format!("(has({o}.spec.replicas) ? {o}.spec.replicas : 1)")
 }
 
-/// The buildkitd workloads: replicas and DaemonSets (`single` mode), role annotations.
+/// The buildkitd workloads (and ReplicationControllers): replicas and DaemonSets (`single`
+/// mode), role annotations.
 fn workloads(config: &Config) -> Policy {
     let prefix = "variables.buildkitd[0].family + '/buildkitd does not support multi-node setups: ' + variables.subject";
     let way_out = lit(&format!(", or {STICKY_WAY_OUT}."));
@@ -105,10 +106,14 @@ fn workloads(config: &Config) -> Policy {
     }
     Policy {
         name: "earthly-webhook-workloads",
-        resource_rules: rules(
-            "apps",
-            &["deployments", "statefulsets", "replicasets", "daemonsets"],
-        ),
+        resource_rules: json!([
+            rules(
+                "apps",
+                &["deployments", "statefulsets", "replicasets", "daemonsets"]
+            )[0],
+            // ReplicationControllers: the same replica count and pod template, in the core group.
+            rules("", &["replicationcontrollers"])[0],
+        ]),
         match_conditions: vec![
             (
                 "has-pod-template",

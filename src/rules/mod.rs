@@ -26,6 +26,7 @@ mod pod;
 mod pod_security;
 pub(crate) mod pod_spec;
 pub mod registry;
+mod replication;
 mod rollout;
 mod scale;
 mod service;

@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use strum::{EnumIter, IntoStaticStr};
 
 use super::{Context, Input, Judgement, Rule, Stop};
-use super::{hpa, jobs, pod, scale, service, workload};
+use super::{hpa, jobs, pod, replication, scale, service, workload};
 use crate::envelope::{Key, Request, Review};
 
 /// The two webhook endpoints.
@@ -61,6 +61,14 @@ pub static REGISTRY: &[Registration] = &[
         sub_resource: None,
         operations: WRITES,
         rule: &workload::Workloads,
+    },
+    Registration {
+        action: Action::Validate,
+        group: "",
+        resources: &["replicationcontrollers"],
+        sub_resource: None,
+        operations: WRITES,
+        rule: &replication::ReplicationControllers,
     },
     Registration {
         action: Action::Validate,
