@@ -67,7 +67,7 @@ pub fn is_judged(obj: &Value) -> bool {
         ),
         (
             Some("Pod"),
-            Some("ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job")
+            Some("ReplicaSet" | "StatefulSet" | "DaemonSet" | "ReplicationController" | "Job")
         ) | (Some("ReplicaSet"), Some("Deployment"))
             | (Some("Job"), Some("CronJob"))
     )

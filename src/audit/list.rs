@@ -35,6 +35,7 @@ pub const AUDITED: &[Resource] = &[
     res("apps/v1", "StatefulSet", "statefulsets"),
     res("apps/v1", "ReplicaSet", "replicasets"),
     res("apps/v1", "DaemonSet", "daemonsets"),
+    res("v1", "ReplicationController", "replicationcontrollers"),
     res("batch/v1", "Job", "jobs"),
     res("batch/v1", "CronJob", "cronjobs"),
     res("v1", "Pod", "pods"),
@@ -245,7 +246,11 @@ mod tests {
             AUDITED[0].path(Some("ci")),
             "/apis/apps/v1/namespaces/ci/deployments"
         );
-        assert_eq!(AUDITED[6].path(Some("ci")), "/api/v1/namespaces/ci/pods");
+        assert_eq!(
+            AUDITED[4].path(Some("ci")),
+            "/api/v1/namespaces/ci/replicationcontrollers"
+        );
+        assert_eq!(AUDITED[7].path(Some("ci")), "/api/v1/namespaces/ci/pods");
     }
 
     #[test]
