@@ -97,7 +97,9 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-fn same_toleration(a: &Toleration, b: &Toleration) -> bool {
+/// Whether two tolerations tolerate the same, with the apiserver's defaults filled in (an absent
+/// operator is `Equal`): the mutation adds no duplicate, and the admission policies do likewise.
+pub(crate) fn same_toleration(a: &Toleration, b: &Toleration) -> bool {
     let op = |t: &Toleration| t.operator.clone().unwrap_or_else(|| "Equal".to_owned());
     let s = |o: &Option<String>| o.clone().unwrap_or_default();
     s(&a.key) == s(&b.key)

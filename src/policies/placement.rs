@@ -8,6 +8,7 @@ use serde_json::json;
 use super::cel::{Variable, lit, lits};
 use super::mutating::literal;
 use crate::config::Mutation;
+use crate::mutate::same_toleration;
 
 /// `e` (a toleration of the pod) equals `t` as `mutate::same_toleration` compares them.
 fn same(t: &Toleration) -> String {
@@ -32,23 +33,13 @@ fn same(t: &Toleration) -> String {
     .join(" && ")
 }
 
-fn equal(a: &Toleration, b: &Toleration) -> bool {
-    let op = |t: &Toleration| t.operator.clone().unwrap_or_else(|| "Equal".to_owned());
-    let s = |o: &Option<String>| o.clone().unwrap_or_default();
-    s(&a.key) == s(&b.key)
-        && op(a) == op(b)
-        && s(&a.value) == s(&b.value)
-        && s(&a.effect) == s(&b.effect)
-        && a.toleration_seconds == b.toleration_seconds
-}
-
 /// `tolerationOps`, `nodeSelectorOps`, `nodeAffinityOps`.
 pub fn variables(m: &Mutation) -> Vec<Variable> {
     let spec = "object.spec";
     // A configured toleration equal to an earlier one is never added twice.
     let mut distinct: Vec<&Toleration> = Vec::new();
     for t in &m.tolerations {
-        if !distinct.iter().any(|d| equal(d, t)) {
+        if !distinct.iter().any(|d| same_toleration(d, t)) {
             distinct.push(t);
         }
     }
