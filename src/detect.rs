@@ -82,6 +82,16 @@ pub struct Found {
     pub family: Family,
 }
 
+impl Found {
+    /// The container this finding is about, in the pod spec it was found in.
+    pub fn container<'a>(&self, spec: &'a PodSpec) -> Option<&'a Container> {
+        match self.list {
+            ContainerList::Containers => spec.containers.get(self.index),
+            ContainerList::InitContainers => spec.init_containers.as_ref()?.get(self.index),
+        }
+    }
+}
+
 /// What detection found in a pod spec: the Earthly containers, and notes for the person
 /// applying it where a role had to be assumed or differs from what the spec seems to say.
 /// Derefs to the containers, for the rules that only need those.

@@ -117,12 +117,6 @@ impl<O> Request<O> {
         }
     }
 
-    /// Whether `key` is this request's routing key: every request is checked against the key
-    /// the peek read.
-    pub fn is_routed_on(&self, key: &Key<'_>) -> bool {
-        self.key() == *key
-    }
-
     /// `kind` as the request names it (`Pod`, `Scale`).
     pub fn kind(&self) -> &str {
         &self.kind.kind

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec, Toleration};
 use serde_json::{Value, json};
 
 use crate::config::Mutation as MutationConfig;
-use crate::detect::{ContainerList, Found, env_var};
+use crate::detect::{Found, env_var};
 use crate::rule_id::Warning;
 
 mod cannot_run;
@@ -151,14 +151,7 @@ pub fn mutate(
     let mut volumes = ArrayAppender::new(ptr(spec_path, &["volumes"]), spec.volumes.is_some());
 
     for f in &privileged {
-        let list = match f.list {
-            ContainerList::Containers => &spec.containers,
-            ContainerList::InitContainers => match &spec.init_containers {
-                Some(c) => c,
-                None => continue,
-            },
-        };
-        let Some(c) = list.get(f.index) else { continue };
+        let Some(c) = f.container(spec) else { continue };
         let index = f.index.to_string();
         let cpath = ptr(spec_path, &[f.list.field(), &index]);
         let cpath = cpath.as_str();

@@ -72,21 +72,11 @@ async fn review_text(
                 && !request.uid.is_empty()
             {
                 // Routed on a wrong key (a body in another field order): the object may read
-                // fine as the kind it is. Route again on the whole key.
+                // fine as the kind it is.
                 let key = request.key();
-                if !routed_on.is_some_and(|k| *k == key) {
-                    let right = registry::find(route.action, Some(&key));
-                    if !same_line(right, line) {
-                        return Box::pin(review_text(
-                            policy,
-                            cluster,
-                            route,
-                            text,
-                            right,
-                            Some(&key),
-                        ))
+                if let Some(right) = reroute(route.action, routed_on, &key, line) {
+                    return Box::pin(review_text(policy, cluster, route, text, right, Some(&key)))
                         .await;
-                    }
                 }
                 // A request the line does not judge (a DELETE, say) is admitted whatever its
                 // objects hold, as before the operation left the routing key.
@@ -102,14 +92,9 @@ async fn review_text(
     if request.uid.is_empty() {
         return Err(BodyError::NoUid);
     }
-    // The peek reads fields in the apiserver's order; a body written in another order may have
-    // been routed on a partial key. Route it again on the whole one.
-    if !routed_on.is_some_and(|k| request.is_routed_on(k)) {
-        let key = request.key();
-        let right = registry::find(route.action, Some(&key));
-        if !same_line(right, line) {
-            return Box::pin(review_text(policy, cluster, route, text, right, Some(&key))).await;
-        }
+    let key = request.key();
+    if let Some(right) = reroute(route.action, routed_on, &key, line) {
+        return Box::pin(review_text(policy, cluster, route, text, right, Some(&key))).await;
     }
     let mode = route.mode.unwrap_or(policy.config().policy.default_mode);
     let mut answer = Answer::new(&request);
@@ -129,6 +114,22 @@ async fn review_text(
         Err(message) => answer.fail(message),
     }
     Ok(answer.finish())
+}
+
+/// The line to review again with, when the decoded request's `key` is not the one the review was
+/// routed on and names another line. The peek reads fields in the apiserver's order; a body
+/// written in another order may have been routed on a partial or wrong key.
+fn reroute(
+    action: Action,
+    routed_on: Option<&Key<'_>>,
+    key: &Key<'_>,
+    line: Option<&'static Registration>,
+) -> Option<Option<&'static Registration>> {
+    if routed_on == Some(key) {
+        return None;
+    }
+    let right = registry::find(action, Some(key));
+    (!same_line(right, line)).then_some(right)
 }
 
 fn same_line(a: Option<&Registration>, b: Option<&Registration>) -> bool {

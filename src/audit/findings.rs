@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::check::ObjectReport;
-use crate::detect::{Found, Role};
+use crate::detect::Role;
 use crate::mutate::{self, Rule};
 use crate::review::Policy;
 
@@ -84,7 +84,7 @@ pub fn mutation_sentences(
     let mut sentences = Vec::new();
     for f in found.iter().filter(|f| f.role.needs_privileges()) {
         let one = mutate::mutate(spec, "/spec", std::slice::from_ref(f), config);
-        let container = container_of(spec, f);
+        let container = f.container(spec);
         let scratch = container
             .map(|c| mutate::scratch_path(c, f.family).0)
             .unwrap_or_default();
@@ -129,18 +129,6 @@ pub fn mutation_sentences(
         ));
     }
     (sentences, messages)
-}
-
-fn container_of<'a>(
-    spec: &'a PodSpec,
-    f: &Found,
-) -> Option<&'a k8s_openapi::api::core::v1::Container> {
-    match f.list {
-        crate::detect::ContainerList::Containers => spec.containers.get(f.index),
-        crate::detect::ContainerList::InitContainers => {
-            spec.init_containers.as_ref().and_then(|c| c.get(f.index))
-        }
-    }
 }
 
 /// The pod spec (and its metadata) a Pod or a workload's template holds.

@@ -56,13 +56,19 @@ fn role_annotation() -> Validation {
     }
 }
 
-fn rules(group: &str, resources: &[&str]) -> Value {
-    json!([{
-        "apiGroups": [group],
-        "apiVersions": ["*"],
-        "resources": resources,
-        "operations": ["CREATE", "UPDATE"],
-    }])
+/// `resourceRules` for CREATE and UPDATE of each (group, resources).
+fn rules(groups: &[(&str, &[&str])]) -> Value {
+    groups
+        .iter()
+        .map(|(group, resources)| {
+            json!({
+                "apiGroups": [group],
+                "apiVersions": ["*"],
+                "resources": resources,
+                "operations": ["CREATE", "UPDATE"],
+            })
+        })
+        .collect()
 }
 
 fn variables(subject_kind: &str, t: Template, config: &Config) -> Vec<Variable> {
@@ -106,13 +112,13 @@ fn workloads(config: &Config) -> Policy {
     }
     Policy {
         name: "earthly-webhook-workloads",
-        resource_rules: json!([
-            rules(
+        resource_rules: rules(&[
+            (
                 "apps",
-                &["deployments", "statefulsets", "replicasets", "daemonsets"]
-            )[0],
+                &["deployments", "statefulsets", "replicasets", "daemonsets"],
+            ),
             // ReplicationControllers: the same replica count and pod template, in the core group.
-            rules("", &["replicationcontrollers"])[0],
+            ("", &["replicationcontrollers"]),
         ]),
         match_conditions: vec![
             (
@@ -145,7 +151,7 @@ fn workloads(config: &Config) -> Policy {
 fn pods(config: &Config) -> Policy {
     Policy {
         name: "earthly-webhook-pods",
-        resource_rules: rules("", &["pods"]),
+        resource_rules: rules(&[("", &["pods"])]),
         match_conditions: vec![("has-spec", "has(object.spec)".to_owned())],
         variables: variables("'Pod'", Template::POD, config),
         validations: vec![role_annotation()],
@@ -182,7 +188,7 @@ fn jobs(config: &Config, cron: bool) -> Policy {
     };
     Policy {
         name,
-        resource_rules: rules("batch", &[resource]),
+        resource_rules: rules(&[("batch", &[resource])]),
         match_conditions: vec![
             (
                 "has-pod-template",

@@ -133,12 +133,10 @@ pub fn controller_of(pod: &Pod) -> String {
 
 /// The buildkitd container detection found in a pod spec, if any.
 pub fn buildkitd_container<'a>(spec: &'a PodSpec, found: &[Found]) -> Option<&'a Container> {
-    let f = found.iter().find(|f| f.role == Role::Buildkitd)?;
-    let list = match f.list {
-        crate::detect::ContainerList::Containers => Some(&spec.containers),
-        crate::detect::ContainerList::InitContainers => spec.init_containers.as_ref(),
-    };
-    list?.get(f.index)
+    found
+        .iter()
+        .find(|f| f.role == Role::Buildkitd)?
+        .container(spec)
 }
 
 /// The instances live buildkitd `pods` belong to, one per controller (its first pod speaks for

@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 use super::{Findings, RuleId};
-use crate::detect::{ContainerList, Found, Role, buildkit_host, env_var, is_remote_tcp};
+use crate::detect::{Found, Role, buildkit_host, env_var, is_remote_tcp};
 use crate::mutate::{has_mount_at, is_privileged, scratch_path};
 
 fn is_false(container: &Container, name: &str) -> bool {
@@ -41,11 +41,7 @@ fn check_with(
 ) -> Findings {
     let mut out = Findings::default();
     for f in found {
-        let list = match f.list {
-            ContainerList::Containers => Some(&spec.containers),
-            ContainerList::InitContainers => spec.init_containers.as_ref(),
-        };
-        let Some(c) = list.and_then(|l| l.get(f.index)) else {
+        let Some(c) = f.container(spec) else {
             continue;
         };
         let at = format!("{field}.{}[{}]", f.list.field(), f.index);

@@ -9,11 +9,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation;
 use serde::Deserialize;
 
-use super::buildkitd::{daemon, runs_buildkitd};
-use super::instances::{Demand, judge_template};
+use super::instances::judge_template;
 use super::lookups::{Lookups, Stop, nothing};
-use super::{Context, Input, Judgement, Rule, RuleId, object_ref};
-use crate::detect::Found;
+use super::workload::replicas_demand;
+use super::{Context, Input, Judgement, Rule, object_ref};
 
 /// ReplicationControllers being created or updated.
 pub struct ReplicationControllers;
@@ -63,24 +62,11 @@ impl Rule for ReplicationControllers {
         let lookups = Lookups::new(cx, &subject);
         let at = Some("spec.template.spec");
         judge_template(cx, &lookups, input.namespace(), template, at, |found| {
-            demand(&subject, spec.replicas, found)
+            replicas_demand(&subject, spec.replicas, found)
         })
         .await
         .map(Judgement::from)
     }
-}
-
-/// The demand of a ReplicationController asking for `replicas` of a template that runs
-/// buildkitd, when that is more than one.
-fn demand(subject: &str, replicas: Option<i32>, found: &[Found]) -> Option<Demand> {
-    // The apiserver defaults an absent `replicas` to 1.
-    let n = replicas.unwrap_or(1);
-    (runs_buildkitd(found) && n > 1).then(|| Demand {
-        rule: RuleId::BuildkitdReplicas,
-        found: format!("{subject} asks for {n} replicas"),
-        fix: "Set replicas: 1".to_owned(),
-        daemon: daemon(found),
-    })
 }
 
 #[cfg(test)]
@@ -91,6 +77,8 @@ mod tests {
     use super::*;
     use crate::config::Detection;
     use crate::detect::Detector;
+    use crate::detect::Found;
+    use crate::rules::RuleId;
 
     fn found(image: &str) -> Vec<Found> {
         let spec: PodSpec =
@@ -105,7 +93,7 @@ mod tests {
 
     #[test]
     fn several_buildkitd_replicas_are_a_demand() {
-        let d = demand(
+        let d = replicas_demand(
             "ReplicationController ci/bk",
             Some(3),
             &found("earthly/buildkitd:v0.8.15"),
@@ -118,8 +106,10 @@ mod tests {
     #[test]
     fn one_replica_or_no_buildkitd_is_none() {
         let bk = found("earthly/buildkitd:v0.8.15");
-        assert!(demand("ReplicationController ci/bk", None, &bk).is_none());
-        assert!(demand("ReplicationController ci/bk", Some(1), &bk).is_none());
-        assert!(demand("ReplicationController ci/web", Some(3), &found("nginx")).is_none());
+        assert!(replicas_demand("ReplicationController ci/bk", None, &bk).is_none());
+        assert!(replicas_demand("ReplicationController ci/bk", Some(1), &bk).is_none());
+        assert!(
+            replicas_demand("ReplicationController ci/web", Some(3), &found("nginx")).is_none()
+        );
     }
 }

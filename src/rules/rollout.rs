@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use serde::Deserialize;
 
 use super::{RuleId, Warning};
-use crate::detect::{ContainerList, Found, Role};
+use crate::detect::{Found, Role};
 
 /// A Deployment's `spec.strategy`, as the rule reads it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -37,11 +37,7 @@ pub fn shared_cache(
         return None;
     }
     let (container, volume, claim) = found.iter().find_map(|f| {
-        let list = match f.list {
-            ContainerList::Containers => Some(&spec.containers),
-            ContainerList::InitContainers => spec.init_containers.as_ref(),
-        };
-        let c = list?.get(f.index)?;
+        let c = f.container(spec)?;
         if f.role != Role::Buildkitd {
             return None;
         }

@@ -139,22 +139,9 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
+    use crate::rules::testing::{labels, service};
     use serde_json::json;
-
-    fn service(spec: serde_json::Value) -> Service {
-        serde_json::from_value(json!({"metadata": {"name": "bk", "namespace": "ci"}, "spec": spec}))
-            .expect("service")
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     #[test]
     fn rejects_plain_service_in_front_of_buildkitd_pods() {

@@ -14,7 +14,7 @@ use super::fleet::{self, Instance};
 use super::lookups::{Lookups, Stop};
 use super::sticky::pod_selector;
 use super::{Context, Findings, RuleId};
-use crate::detect::{ContainerList, Found, Role, buildkit_host};
+use crate::detect::{Found, Role, buildkit_host};
 use crate::image::ImageRef;
 
 /// The Service a `tcp://` address names, as `(namespace, name)`: `tcp://<svc>[:<port>]` in
@@ -104,11 +104,7 @@ fn clients<'a>(
         .iter()
         .filter(|f| f.role == Role::Client)
         .filter_map(|f| {
-            let list = match f.list {
-                ContainerList::Containers => Some(&spec.containers),
-                ContainerList::InitContainers => spec.init_containers.as_ref(),
-            };
-            let container = list?.get(f.index)?;
+            let container = f.container(spec)?;
             let address = buildkit_host(container)??;
             let (namespace, service) = service_of(address, namespace)?;
             let version = version(container.image.as_deref()?)?;

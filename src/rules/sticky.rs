@@ -152,19 +152,8 @@ pub fn fronting<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::testing::{labels, service};
     use serde_json::json;
-
-    fn service(spec: serde_json::Value) -> Service {
-        serde_json::from_value(json!({"metadata": {"name": "bk", "namespace": "ci"}, "spec": spec}))
-            .expect("service")
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     #[test]
     fn client_ip_with_long_enough_timeout_is_sticky() {

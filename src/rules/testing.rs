@@ -1,6 +1,8 @@
 //! Helpers for the rules' unit tests.
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use serde_json::json;
 
 use crate::cluster::{Workload, WorkloadKind};
@@ -29,4 +31,18 @@ pub fn workload(kind: WorkloadKind, replicas: Option<i32>, image: &str) -> (Work
         template,
     };
     (w, found)
+}
+
+/// Service `ci/bk` with `spec`.
+pub fn service(spec: serde_json::Value) -> Service {
+    serde_json::from_value(json!({"metadata": {"name": "bk", "namespace": "ci"}, "spec": spec}))
+        .expect("service")
+}
+
+/// A label map from pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }

@@ -137,17 +137,25 @@ pub fn demand(subject: &str, workload: &Workload, found: &[Found]) -> Option<Dem
             fix: "Use a Deployment with replicas: 1".to_owned(),
             daemon: daemon(found),
         }),
-        _ => {
-            // The apiserver defaults an absent `replicas` to 1.
-            let n = workload.replicas.unwrap_or(1);
-            (n > 1).then(|| Demand {
-                rule: RuleId::BuildkitdReplicas,
-                found: format!("{subject} asks for {n} replicas"),
-                fix: "Set replicas: 1".to_owned(),
-                daemon: daemon(found),
-            })
-        }
+        _ => replicas_demand(subject, workload.replicas, found),
     }
+}
+
+/// The demand of a template that runs buildkitd, asked for `replicas` times (any kind with a
+/// replica count: the `apps` workloads, ReplicationControllers), when that is more than one.
+pub(super) fn replicas_demand(
+    subject: &str,
+    replicas: Option<i32>,
+    found: &[Found],
+) -> Option<Demand> {
+    // The apiserver defaults an absent `replicas` to 1.
+    let n = replicas.unwrap_or(1);
+    (runs_buildkitd(found) && n > 1).then(|| Demand {
+        rule: RuleId::BuildkitdReplicas,
+        found: format!("{subject} asks for {n} replicas"),
+        fix: "Set replicas: 1".to_owned(),
+        daemon: daemon(found),
+    })
 }
 
 /// Whether an update leaves what the rule reads as it was: the replica count and the pod
